@@ -1,0 +1,3 @@
+from edgeres.cli.app import main
+
+main()

@@ -1,0 +1,54 @@
+"""The ``edgeres`` command. Heavy libraries are imported inside the commands, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+import typer
+
+from edgeres.cli import info_cmd, models_cmd, train_cmd
+
+app = typer.Typer(
+    name="edgeres",
+    help="Take a ResNet to an edge device: train, quantize, prune, export, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _guarded(command: Callable) -> Callable:
+    """User errors become one clear line and a non-zero exit, never a traceback; Ctrl-C exits 130."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from edgeres.errors import EdgeresError
+
+        try:
+            return command(*args, **kwargs)
+        except EdgeresError as exc:
+            from edgeres.console import console
+
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("edgeres: interrupted; nothing half-written was kept", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return run
+
+
+for name, command in {
+    "models": models_cmd.models,
+    "train": train_cmd.train,
+    "eval": train_cmd.eval_,
+    "info": info_cmd.info,
+}.items():
+    app.command(name)(_guarded(command))
+
+
+def main() -> None:
+    app()

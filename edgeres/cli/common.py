@@ -1,0 +1,23 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="EDGERES_WORKSPACE",
+                                            help="Workspace directory of artifacts.")]
+DEFAULT_WORKSPACE = Path("edgeres-runs")
+DatasetOpt = Annotated[str, typer.Option(help="fashion-mnist (default, embedded), cifar10 or imagefolder.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset directory (default for fashion-mnist: "
+                                                                    "/usr/share/datasets/fashion-mnist).")]
+EvalLimitOpt = Annotated[Optional[int], typer.Option("--eval-limit", min=1,
+                                                     help="Evaluate on a seeded subset of this many test images.")]
+
+
+def workspace(path: Path):
+    from edgeres.workspace import Workspace
+
+    return Workspace(path)

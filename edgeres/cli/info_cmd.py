@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, workspace
+
+
+def info(
+    artifact: Annotated[Optional[str], typer.Argument(help="Artifact id, id prefix or path; none lists them all.")] = None,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Show an artifact's manifest, or list the workspace's artifacts."""
+    from rich.table import Table
+
+    from edgeres.console import out
+
+    ws = workspace(workspace_dir)
+    if artifact is not None:
+        out.print_json(json.dumps(ws.resolve(artifact).manifest, default=str))
+        return
+    table = Table("id", "kind", "model", "dataset", "precision", "top-1 %", "parent")
+    for a in ws.artifacts():
+        m = a.manifest
+        top1 = (m.get("metrics", {}).get("test") or {}).get("top1")
+        table.add_row(a.id, a.kind, m.get("model", ""), m.get("dataset", ""), m.get("precision", "") or "",
+                      f"{top1:.2f}" if isinstance(top1, (int, float)) else "", m.get("parent") or "")
+    out.print(table)

@@ -1,0 +1,17 @@
+"""The one exception type users see: a clear message, no traceback."""
+
+
+class EdgeresError(Exception):
+    """A user-facing error. The CLI prints its message and exits non-zero.
+
+    ``hint`` is an optional second line telling the user what to do about it.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1):
+        super().__init__(message)
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n  hint: {self.hint}" if self.hint else base

@@ -1,0 +1,199 @@
+"""The model zoo: ResNets by name, their default preprocessing, and checkpoint loading.
+
+Two families:
+- ``imagenet``: torchvision's ResNet-18/34/50/101/152, unchanged (7x7 stride-2 stem and max-pool), so
+  torchvision/ImageNet checkpoints load and the exported graphs are the ones device vendors tune for.
+- ``cifar``: He et al.'s CIFAR ResNet-20/32/44/56/110 with option-A shortcuts.
+
+Small grayscale images (Fashion-MNIST) keep their single channel: the stem takes ``in_channels=1``
+instead of repeating the grey channel three times, which saves input bandwidth on the device and costs
+no accuracy; ImageNet RGB stem weights are summed over the colour axis to fit (as timm does).
+The ImageNet family sees Fashion-MNIST at 32x32 (bilinear upsampling from 28x28): the smallest size at
+which its five stride-2 stages still leave a 1x1 map; the CIFAR family sees it at its native 28x28.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from edgeres.data import DatasetInfo
+from edgeres.errors import EdgeresError
+from edgeres.preprocessing import Preprocessing
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "imagenet" | "cifar"
+    depth: int
+    description: str
+    builder: Callable[[int, int], nn.Module]
+    imagenet_weights_file: str | None = None  # torchvision's file name in the torch hub cache
+
+
+def _torchvision(arch: str) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, in_channels: int) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+        if in_channels != 3:
+            model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        return model
+
+    return build
+
+
+def _cifar(depth: int) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, in_channels: int) -> nn.Module:
+        from edgeres.cifar_resnet import CifarResNet
+
+        return CifarResNet(depth, num_classes, in_channels)
+
+    return build
+
+
+_TV_FILES = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-11ad3fa6.pth",
+    "resnet101": "resnet101-cd907fc2.pth",
+    "resnet152": "resnet152-f82ba261.pth",
+}
+
+REGISTRY: dict[str, ModelSpec] = {}
+for _depth in (18, 34, 50, 101, 152):
+    _name = f"resnet{_depth}"
+    REGISTRY[_name] = ModelSpec(_name, "imagenet", _depth, f"torchvision ResNet-{_depth} (ImageNet layout)",
+                                _torchvision(_name), _TV_FILES[_name])
+for _depth in (20, 32, 44, 56, 110):
+    _name = f"resnet{_depth}"
+    REGISTRY[_name] = ModelSpec(_name, "cifar", _depth, f"CIFAR ResNet-{_depth} (He et al. 2016, option A)",
+                                _cifar(_depth))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Model names matching a shell-style pattern, e.g. ``resnet*``, in registry order."""
+    return [name for name in REGISTRY if fnmatch.fnmatch(name, pattern)]
+
+
+def get_spec(name: str) -> ModelSpec:
+    spec = REGISTRY.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known models: {', '.join(REGISTRY)}"
+        raise EdgeresError(f"unknown model {name!r}", hint=hint)
+    return spec
+
+
+def default_preprocessing(spec: ModelSpec, info: DatasetInfo) -> Preprocessing:
+    """The input contract for a model family trained on a dataset."""
+    if info.name == "fashion-mnist":
+        size = 32 if spec.family == "imagenet" else info.native_size
+    elif info.name == "cifar10":
+        size = 32
+    else:
+        size = 224 if spec.family == "imagenet" else 32
+    return Preprocessing(size, info.channels, info.mean, info.std)
+
+
+def build(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    return get_spec(name).builder(num_classes, in_channels)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+    """A state_dict from a user checkpoint: a plain state_dict, a dict holding ``state_dict`` or
+    ``model``, keys with a DataParallel ``module.`` prefix. Never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeresError(f"checkpoint {path} not found")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise EdgeresError(
+                f"checkpoint {path} holds pickled Python objects, not just tensors; refusing to load it "
+                f"because unpickling can run arbitrary code", hint="re-save it as a plain state_dict") from None
+        raise EdgeresError(f"checkpoint {path} is corrupt or not a torch file ({text})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise EdgeresError(f"checkpoint {path} does not hold a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load strictly; on mismatch say which keys and shapes do not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape mismatch: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""))
+        if missing:
+            parts.append(f"missing keys: {', '.join(missing[:4])}" + (" ..." if len(missing) > 4 else ""))
+        if unexpected:
+            parts.append(f"unexpected keys: {', '.join(unexpected[:4])}" + (" ..." if len(unexpected) > 4 else ""))
+        raise EdgeresError(f"checkpoint {source} does not fit the model: " + " | ".join(parts),
+                           hint="check the model name, --num-classes and the input channels")
+    model.load_state_dict(state)
+
+
+def imagenet_weights_path(spec: ModelSpec) -> Path:
+    """torchvision's ImageNet checkpoint from the torch hub cache (never downloaded)."""
+    if spec.imagenet_weights_file is None:
+        raise EdgeresError(f"{spec.name} has no ImageNet weights", hint="pass --weights PATH to a checkpoint")
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    path = hub / "hub" / "checkpoints" / spec.imagenet_weights_file
+    if not path.is_file():
+        raise EdgeresError(
+            f"ImageNet weights for {spec.name} not found at {path}",
+            hint=f"edgeres never downloads: copy torchvision's {spec.imagenet_weights_file} there "
+                 f"(or pass --weights PATH)")
+    return path
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit a pretrained state_dict to a model with another stem width or head size: the stem's RGB
+    weights are summed to one channel; a classifier of another size is left to its fresh init."""
+    own = model.state_dict()
+    out = dict(state)
+    for key, tensor in state.items():
+        if key not in own or own[key].shape == tensor.shape:
+            continue
+        if tensor.ndim == 4 and own[key].shape[1] == 1 and tensor.shape[1] == 3 and own[key].shape[0] == tensor.shape[0]:
+            out[key] = tensor.sum(1, keepdim=True)
+        elif key.startswith(("fc.", "linear.")):
+            out[key] = own[key]
+    return out
+
+
+def create(name: str, num_classes: int, in_channels: int, weights: str | None = None) -> nn.Module:
+    """Build a model and load ``weights``: ``None`` (random init), ``imagenet``, or a checkpoint path."""
+    model = build(name, num_classes, in_channels)
+    if weights is None:
+        return model
+    if weights == "imagenet":
+        path = imagenet_weights_path(get_spec(name))
+        state = adapt_state_dict(read_state_dict(path), model)
+    else:
+        path = Path(weights)
+        state = read_state_dict(path)
+    load_state_dict(model, state, str(path))
+    return model
