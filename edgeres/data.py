@@ -67,7 +67,7 @@ def _read_idx(path: Path) -> np.ndarray:
         if zero != 0 or dtype_code != 0x08:
             raise ValueError("not an unsigned-byte idx file")
         shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
     except (OSError, ValueError, struct.error, EOFError) as exc:
         raise EdgeresError(f"cannot read {path}: {exc}", hint="the file is corrupt; reinstall the dataset") from None
 

@@ -22,7 +22,7 @@ def load_model(artifact: Artifact) -> nn.Module:
 
         return load_fp32(artifact)
     if kind == "quantize":
-        from edgeres.quantize.artifact import load_quantized
+        from edgeres.quantize.step import load_quantized
 
         return load_quantized(artifact)
     raise EdgeresError(f"artifact {artifact.id} is a {kind} artifact, not a torch model")

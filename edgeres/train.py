@@ -7,6 +7,7 @@ channels-last memory format, and a fixed seed.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,8 +67,11 @@ def _batches(ds: Dataset, batch_size: int, shuffle: bool, gen: torch.Generator |
 
 
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Dataset | None = None,
-        description: str = "train") -> list[dict[str, float]]:
-    """Train in place with the default recipe; returns per-epoch loss (and val top-1)."""
+        description: str = "train", keep_best: bool = False) -> list[dict[str, float]]:
+    """Train in place with the default recipe; returns per-epoch loss (and val top-1).
+
+    With ``keep_best`` (needs ``val_ds``) the model ends with the weights of its best validation epoch,
+    the starting weights counting as epoch 0."""
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = model.to(memory_format=torch.channels_last)
@@ -81,6 +85,11 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, epochs=config.epochs,
                                                     steps_per_epoch=steps_per_epoch, pct_start=0.25)
     history = []
+    best: tuple[float, dict] | None = None
+    if keep_best and val_ds is not None:
+        start = evaluate(model, val_ds)["top1"]
+        history.append({"epoch": 0, "val_top1": start})
+        best = (start, copy.deepcopy(model.state_dict()))
     with progress() as bar:
         task = bar.add_task(description, total=config.epochs * steps_per_epoch, status="")
         for epoch in range(config.epochs):
@@ -102,7 +111,11 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
             if val_ds is not None:
                 record["val_top1"] = evaluate(model, val_ds)["top1"]
                 bar.update(task, status=f"epoch {epoch + 1}/{config.epochs} val {record['val_top1']:.2f}%")
+                if best is not None and record["val_top1"] > best[0]:
+                    best = (record["val_top1"], copy.deepcopy(model.state_dict()))
             history.append(record)
+    if best is not None:
+        model.load_state_dict(best[1])
     return history
 
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 import typer
 
-from edgeres.cli import info_cmd, models_cmd, train_cmd
+from edgeres.cli import export_cmd, info_cmd, models_cmd, quantize_cmd, train_cmd
 
 app = typer.Typer(
     name="edgeres",
@@ -46,6 +46,8 @@ for name, command in {
     "train": train_cmd.train,
     "eval": train_cmd.eval_,
     "info": info_cmd.info,
+    "quantize": quantize_cmd.quantize,
+    "export": export_cmd.export,
 }.items():
     app.command(name)(_guarded(command))
 

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, workspace
+
+
+def export(
+    target: Annotated[list[str], typer.Option(help="onnx, openvino, tflite or all (repeatable).")] = ["all"],
+    precision: Annotated[Optional[list[str]], typer.Option(
+        help="fp32, fp16, int8 or all (repeatable); default: the model's own precision.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Artifact id/path or model name; default: the latest model (int8 preferred).")] = None,
+    io: Annotated[Optional[str], typer.Option(help="TFLite int8 input/output tensors: int8 or float.")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run and check every exported file.")] = True,
+    verify_limit: Annotated[int, typer.Option(help="Test images used for verification.")] = 500,
+    calib_samples: Annotated[int, typer.Option(help="Calibration images for converters that calibrate.")] = 200,
+    output: Annotated[Optional[Path], typer.Option(help="Also copy the exported files into this directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files in --output.")] = False,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Export to ONNX, OpenVINO IR and/or TFLite, and verify each file in its runtime."""
+    from rich.table import Table
+
+    from edgeres.console import out
+    from edgeres.export.step import ExportRequest, run_export
+
+    options = {"io": io} if io else {}
+    request = ExportRequest(target, precision, model, options, verify, verify_limit, calib_samples, output, force)
+    artifacts = run_export(request, workspace(workspace_dir))
+    table = Table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
+    for a in artifacts:
+        m, v = a.manifest, a.manifest["metrics"].get("verify", {})
+        table.add_row(m["format"], m["precision"], f"{m['metrics']['size_bytes'] / 1e6:.2f}",
+                      f"{v['top1']:.2f}" if v else "-", f"{v['agreement']:.2f}" if v else "-",
+                      f"{v['max_abs_diff']:.3g}" if v else "-", str(a.path))
+    out.print(table)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, WorkspaceOpt, workspace
+
+
+def quantize(
+    model: Annotated[str, typer.Argument(help="Model name (its latest FP32 artifact) or an artifact id/path.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Quantize to int8 (the precision quantize makes).")] = False,
+    precision: Annotated[Optional[str], typer.Option(help="Same as --int8 when 'int8'.")] = None,
+    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training after PTQ.")] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="QAT epochs (the best by validation accuracy is kept).")] = 1,
+    lr: Annotated[float, typer.Option(min=0.0, help="QAT peak learning rate.")] = 0.002,
+    calib_samples: Annotated[int, typer.Option(help="Calibration images from the training split.")] = 300,
+    estimator: Annotated[str, typer.Option(help="Activation range estimator: default, minmax, mean-minmax, "
+                                                "percentile, mse.")] = "default",
+    bias_correction: Annotated[str, typer.Option(help="fast, full or none.")] = "fast",
+    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy budget in percentage points: keep the most "
+                                                           "sensitive layers in float until it holds.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
+    analyze: Annotated[bool, typer.Option("--analyze", help="Save and print per-layer sensitivity.")] = False,
+    weights: Annotated[Optional[Path], typer.Option(help="Start from this FP32 checkpoint file.")] = None,
+    dataset: DatasetOpt = "fashion-mnist",
+    data: DataDirOpt = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="QAT on a subset of the training images.")] = None,
+    val_limit: Annotated[Optional[int], typer.Option(min=1, help="Validation images for budget/analysis/QAT.")] = 2000,
+    eval_limit: EvalLimitOpt = None,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Quantize a model to int8: post-training (default) or --qat, with an optional accuracy budget."""
+    from edgeres.errors import EdgeresError
+
+    if precision is not None and precision != "int8":
+        raise EdgeresError(f"quantize makes int8 models, not {precision!r}",
+                           hint="fp16 and fp32 are export precisions: `edgeres export --precision fp16`")
+    if not (int8 or precision == "int8"):
+        raise EdgeresError("say which precision: --int8", hint=f"edgeres quantize {model} --int8")
+
+    from edgeres.quantize.step import QuantizeRequest, run_quantize
+
+    request = QuantizeRequest(model, dataset, data, weights, calib_samples, estimator, bias_correction, qat, epochs,
+                              lr, train_limit, max_drop, strict, analyze, val_limit, eval_limit)
+    artifact = run_quantize(request, workspace(workspace_dir))
+    if analyze and (artifact.path / "sensitivity.json").is_file():
+        _print_sensitivity(artifact.path / "sensitivity.json")
+    print(artifact.path)
+
+
+def _print_sensitivity(path: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    from edgeres.console import out
+
+    table = Table("layer", "val top-1 with layer in float", "recovery (pp)", "logit SQNR (dB)",
+                  title="int8 sensitivity (most sensitive first)")
+    for row in json.loads(path.read_text()):
+        table.add_row(row["layer"], f"{row['top1_with_layer_float']:.2f}", f"{row['recovery_pp']:+.2f}",
+                      f"{row['sqnr_db']:.1f}")
+    out.print(table)

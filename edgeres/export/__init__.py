@@ -1,0 +1,1 @@
+"""Export targets. One module per format, registered in ``formats.FORMATS``."""

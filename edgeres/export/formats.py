@@ -1,0 +1,66 @@
+"""The one table of export formats: it drives export, verification and benchmarking.
+
+A new format is one exporter module plus one row here: the exporter module has
+``export(job: ExportJob) -> Path`` and the runtime named here can open its files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeres.errors import EdgeresError
+from edgeres.preprocessing import Preprocessing
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str  # of the main file; OpenVINO's weights .bin sits beside the .xml
+    precisions: tuple[str, ...]
+    runtime: str  # the edgeres.runtimes name that runs it
+    exporter: str  # module with export(job) -> Path
+    description: str
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)  # option -> allowed values
+    carries_int8_scales: bool = True  # False: the converter calibrates int8 itself (from our images)
+
+    def export_function(self) -> Callable[["ExportJob"], Path]:
+        return importlib.import_module(self.exporter).export
+
+
+FORMATS: dict[str, Format] = {
+    "onnx": Format("onnx", ".onnx", PRECISIONS, "onnxruntime", "edgeres.export.onnx",
+                   "ONNX (onnxruntime); int8 as QDQ with the quantizer's scales"),
+    "openvino": Format("openvino", ".xml", PRECISIONS, "openvino", "edgeres.export.openvino",
+                       "OpenVINO IR (.xml + .bin)"),
+    "tflite": Format("tflite", ".tflite", PRECISIONS, "tflite", "edgeres.export.tflite",
+                     "TFLite flatbuffer, NHWC (LiteRT / tflite-runtime)", options={"io": ("int8", "float")},
+                     carries_int8_scales=False),
+}
+
+
+def get_format(name: str) -> Format:
+    if name not in FORMATS:
+        raise EdgeresError(f"unknown export target {name!r}", hint=f"choose one of: {', '.join(FORMATS)}, all")
+    return FORMATS[name]
+
+
+@dataclass
+class ExportJob:
+    """Everything an exporter needs. ``out_path`` is the main file to write (inside a temporary artifact
+    directory: a failure leaves nothing behind)."""
+
+    precision: str
+    out_path: Path
+    preprocessing: Preprocessing
+    torch_model: Any  # nn.Module: float for fp32/fp16; NNCF-quantized for int8 from a quantize artifact
+    float_onnx: Callable[[], Path]  # lazily exported fp32 ONNX of the float model (dynamic batch)
+    calibration: Callable[[], np.ndarray]  # NCHW float32 calibration images, preprocessed
+    metadata: dict[str, str]  # to embed in the file: preprocessing, labels, parent, edgeres version
+    options: dict[str, Any] = field(default_factory=dict)

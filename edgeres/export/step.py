@@ -1,0 +1,230 @@
+"""The ``export`` step: a model artifact in, one verified ``export`` artifact per target and precision out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeres import __version__, data
+from edgeres.console import say
+from edgeres.errors import EdgeresError
+from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
+from edgeres.export.verify import verify
+from edgeres.preprocessing import Preprocessing
+from edgeres.workspace import Artifact, Workspace
+
+
+@dataclass
+class ExportRequest:
+    """What ``edgeres export`` asks for."""
+
+    targets: list[str]
+    precisions: list[str] | None = None  # None: the source artifact's own precision
+    model: str | None = None  # artifact id/path or model name; None: the latest (int8 preferred)
+    options: dict[str, str] = field(default_factory=dict)  # per-format options, e.g. {"io": "int8"}
+    verify: bool = True
+    verify_limit: int = 500
+    calib_samples: int = 200
+    output: Path | None = None  # also copy the exported files here
+    force: bool = False
+
+
+def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
+    targets = list(FORMATS) if "all" in req.targets else req.targets
+    formats = [get_format(t) for t in dict.fromkeys(targets)]
+    precisions = None
+    if req.precisions:
+        precisions = list(PRECISIONS) if "all" in req.precisions else list(dict.fromkeys(req.precisions))
+        for p in precisions:
+            if p not in PRECISIONS:
+                raise EdgeresError(f"unknown precision {p!r}", hint=f"choose from: {', '.join(PRECISIONS)}, all")
+            for fmt in formats:
+                if p not in fmt.precisions:
+                    raise EdgeresError(f"{fmt.name} cannot export {p}", hint=f"it offers {', '.join(fmt.precisions)}")
+    for key, value in req.options.items():
+        users = [f for f in formats if key in f.options]
+        if not users:
+            raise EdgeresError(f"option {key!r} applies to none of the targets {', '.join(f.name for f in formats)}")
+        for fmt in users:
+            if value not in fmt.options[key]:
+                raise EdgeresError(f"{fmt.name} option {key}={value!r} is not one of {', '.join(fmt.options[key])}")
+    if req.verify_limit < 1 or req.calib_samples < 1:
+        raise EdgeresError("--verify-limit and --calib-samples must be at least 1")
+    return formats, precisions
+
+
+class Sources:
+    """The float and int8 torch models behind an export, and the data to calibrate and verify with,
+    each made once and only when needed."""
+
+    def __init__(self, ws: Workspace, picked: Artifact, req: ExportRequest, tmp: Path):
+        self.ws, self.req, self.tmp = ws, req, tmp
+        if picked.kind == "quantize":
+            self.int8_artifact: Artifact | None = picked
+            self.float_artifact = ws.resolve(picked.manifest["parent"])
+        elif picked.kind in ("train", "prune"):
+            self.float_artifact = picked
+            self.int8_artifact = ws.latest("quantize", where=lambda m: m.get("parent") == picked.id)
+        else:
+            raise EdgeresError(f"{picked.id} is a {picked.kind} artifact; export needs a model artifact")
+        self.prep = Preprocessing.from_dict(self.float_artifact.manifest["preprocessing"])
+        self.dataset = self.float_artifact.manifest["dataset"]
+        self.reference_logits: dict[str, np.ndarray] = {}
+
+    def artifact_for(self, precision: str) -> Artifact:
+        if precision != "int8":
+            return self.float_artifact
+        if self.int8_artifact is None:
+            raise EdgeresError(f"no int8 model of {self.float_artifact.id} to export",
+                               hint=f"quantize it first: `edgeres quantize {self.float_artifact.id} --int8`")
+        return self.int8_artifact
+
+    @cached_property
+    def float_model(self) -> torch.nn.Module:
+        from edgeres.quantize.fold import fold_batchnorm
+        from edgeres.train import load_fp32
+
+        return fold_batchnorm(load_fp32(self.float_artifact))
+
+    @cached_property
+    def int8_model(self) -> torch.nn.Module:
+        from edgeres.quantize.step import load_quantized
+
+        return load_quantized(self.artifact_for("int8"))
+
+    def float_onnx(self) -> Path:
+        path = self.tmp / "float.onnx"
+        if not path.exists():
+            from edgeres.export.onnx import torch_to_onnx
+
+            torch_to_onnx(self.float_model, path, self.prep.input_shape(1))
+        return path
+
+    @cached_property
+    def calibration(self) -> np.ndarray:
+        x, _ = data.as_tensors(data.load_split(self.dataset, "train", self.prep, None, self.req.calib_samples))
+        return x.numpy()
+
+    @cached_property
+    def verify_data(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y = data.as_tensors(data.load_split(self.dataset, "test", self.prep, None, self.req.verify_limit))
+        return x.numpy(), y.numpy()
+
+    def reference(self, which: str) -> np.ndarray:
+        if which not in self.reference_logits:
+            from edgeres.quantize.sensitivity import logits_of
+
+            model = self.int8_model if which == "int8" else self.float_model
+            self.reference_logits[which] = logits_of(model, torch.from_numpy(self.verify_data[0]))
+        return self.reference_logits[which]
+
+    def metadata(self, source: Artifact, fmt: Format, precision: str) -> dict[str, str]:
+        m = source.manifest
+        return {
+            "edgeres.version": __version__,
+            "edgeres.model": m["model"],
+            "edgeres.dataset": m["dataset"],
+            "edgeres.precision": precision,
+            "edgeres.format": fmt.name,
+            "edgeres.parent": source.id,
+            "edgeres.preprocessing": json.dumps(self.prep.to_dict()),
+            "edgeres.classes": json.dumps(m.get("classes") or []),
+        }
+
+
+def _files_of(path: Path) -> list[Path]:
+    """The main file and its companions (OpenVINO's .bin)."""
+    companion = path.with_suffix(".bin")
+    return [path, companion] if path.suffix == ".xml" and companion.exists() else [path]
+
+
+def _check_output(req: ExportRequest, formats: list[Format]) -> None:
+    if req.output is None:
+        return
+    if req.output.exists() and not req.output.is_dir():
+        raise EdgeresError(f"--output {req.output} exists and is not a directory")
+    if req.output.exists() and any(req.output.iterdir()) and not req.force:
+        raise EdgeresError(f"--output {req.output} is not empty; refusing to overwrite",
+                           hint="pass --force to overwrite, or choose another directory")
+
+
+def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
+    """Export, verify and save; keeps going past a failing target and raises at the end if any failed."""
+    from edgeres.train import set_threads
+
+    formats, precisions = _validate(req)
+    _check_output(req, formats)
+    set_threads()
+    picked = ws.pick(req.model, ("quantize", "prune", "train"))
+    done: list[Artifact] = []
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgeres-export-") as tmp:
+        src = Sources(ws, picked, req, Path(tmp))
+        wanted = precisions or [picked.manifest.get("precision", "fp32")]
+        if "int8" in wanted:
+            src.artifact_for("int8")  # fail before any work when there is no int8 model
+        for fmt in formats:
+            for precision in wanted:
+                try:
+                    done.append(_export_one(ws, src, fmt, precision, req))
+                except EdgeresError as exc:
+                    failures.append(f"{fmt.name} {precision}: {exc}")
+                    say(f"[red]failed[/] {fmt.name} {precision}: {exc}")
+    if req.output is not None and done:
+        req.output.mkdir(parents=True, exist_ok=True)
+        for artifact in done:
+            for f in _files_of(artifact.path / artifact.manifest["file"]):
+                shutil.copy2(f, req.output / f"{artifact.manifest['model']}-{artifact.manifest['precision']}{f.suffix}")
+    if failures:
+        raise EdgeresError(f"{len(failures)} of {len(failures) + len(done)} exports failed: " + "; ".join(failures))
+    return done
+
+
+def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: ExportRequest) -> Artifact:
+    source = src.artifact_for(precision)
+    options = {k: v for k, v in req.options.items() if k in fmt.options}
+    options = {k: options.get(k, allowed[0]) for k, allowed in fmt.options.items()}
+    say(f"exporting {fmt.name} {precision} from {source.id}")
+    with ws.create("export", model=source.manifest["model"], dataset=src.dataset, parent=source,
+                   config={"options": options, "verify_limit": req.verify_limit, "calib_samples": req.calib_samples},
+                   format=fmt.name, precision=precision, runtime=fmt.runtime, file=f"model{fmt.suffix}",
+                   architecture=source.manifest.get("architecture"), preprocessing=src.prep.to_dict(),
+                   classes=source.manifest.get("classes")) as art:
+        job = ExportJob(precision, art.dir / f"model{fmt.suffix}", src.prep,
+                        src.int8_model if precision == "int8" and fmt.carries_int8_scales else src.float_model,
+                        src.float_onnx, lambda: src.calibration, src.metadata(source, fmt, precision), options)
+        start = time.perf_counter()
+        path = fmt.export_function()(job)
+        seconds = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in _files_of(path))
+        metrics: dict = {"export_seconds": round(seconds, 2), "size_bytes": size}
+        if req.verify:
+            int8_reference = precision == "int8" and fmt.carries_int8_scales
+            key = precision if fmt.carries_int8_scales or precision != "int8" else "int8-recalibrated"
+            x, y = src.verify_data
+            result = verify(path, fmt.runtime, x, y, src.reference("int8" if int8_reference else "fp32"), key)
+            result["reference"] = "torch int8" if int8_reference else "torch fp32"
+            metrics["verify"] = result
+            metrics["test"] = {"top1": result["top1"], "n": result["n"]}
+            if not result["passed"]:
+                raise EdgeresError(
+                    f"verification failed: top-1 agreement with the {result['reference']} model is "
+                    f"{result['agreement']:.2f}% < {result['threshold']}% (max |logit diff| "
+                    f"{result['max_abs_diff']:.3g})")
+        art.manifest["metrics"] = metrics
+    assert art.artifact is not None
+    verdict = ""
+    if req.verify:
+        v = metrics["verify"]
+        verdict = (f": top-1 {v['top1']:.2f}%, agreement {v['agreement']:.2f}% with {v['reference']}, "
+                   f"max |diff| {v['max_abs_diff']:.3g}")
+    say(f"[green]saved[/] {art.artifact.id} ({size / 1e6:.2f} MB, {seconds:.1f} s){verdict}")
+    return art.artifact

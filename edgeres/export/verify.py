@@ -1,0 +1,43 @@
+"""Verification after export: run the file in its runtime and compare it with the model it came from.
+
+The reference is the torch model the file was exported from: the int8 torch model for int8 files that
+carry the quantizer's scales (ONNX, OpenVINO), the FP32 model for float files and for formats whose
+converter calibrates int8 itself (TFLite). A file passes when its top-1 agreement with the reference on
+the verification images is at least the threshold below (in percent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeres.errors import EdgeresError
+
+THRESHOLDS = {"fp32": 99.5, "fp16": 99.0, "int8": 98.0, "int8-recalibrated": 95.0}
+
+
+def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    diff = np.abs(logits - reference)
+    return {
+        "top1": float((logits.argmax(1) == labels).mean() * 100),
+        "reference_top1": float((reference.argmax(1) == labels).mean() * 100),
+        "agreement": float((logits.argmax(1) == reference.argmax(1)).mean() * 100),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "n": int(len(labels)),
+    }
+
+
+def verify(path, runtime: str, x: np.ndarray, labels: np.ndarray, reference: np.ndarray, threshold_key: str,
+           threads: int | None = None) -> dict[str, float]:
+    """Run ``path`` on ``x`` (NCHW float32) and check agreement with ``reference`` logits."""
+    from edgeres.runtimes import RuntimeUnavailable, open_session
+
+    try:
+        session = open_session(path, runtime, threads=threads)
+        logits = session.run_batched(x)
+    except RuntimeUnavailable as exc:
+        raise EdgeresError(f"verification could not run {path.name}: {exc}") from None
+    result = compare(logits, reference, labels)
+    result["threshold"] = THRESHOLDS[threshold_key]
+    result["passed"] = result["agreement"] >= result["threshold"]
+    return result

@@ -1,0 +1,199 @@
+"""The ``quantize`` step: FP32 artifact in, int8 artifact out, with the truth about the accuracy drop."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeres import data
+from edgeres.console import say
+from edgeres.errors import EdgeresError
+from edgeres.preprocessing import Preprocessing
+from edgeres.quantize import engine
+from edgeres.quantize.fold import fold_batchnorm
+from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
+from edgeres.workspace import Artifact, Workspace
+
+
+@dataclass
+class QuantizeRequest:
+    """What ``edgeres quantize`` asks for."""
+
+    model: str  # model name (its latest FP32 artifact) or an artifact id / path
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    weights: Path | None = None  # an FP32 checkpoint file to start from instead of the workspace's
+    calib_samples: int = 300
+    estimator: str = "default"
+    bias_correction: str = "fast"
+    qat: bool = False
+    epochs: int = 1
+    lr: float = 0.002
+    train_limit: int | None = None  # QAT on a subset of the training images
+    max_drop: float | None = None  # accuracy budget in percentage points
+    strict: bool = False
+    analyze: bool = False
+    val_limit: int | None = 2000
+    eval_limit: int | None = None
+    train_epochs: int = 8  # if an FP32 checkpoint must be trained first
+
+
+def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
+    """The FP32 artifact to quantize; trains one first when the workspace has none for the model."""
+    from edgeres.models import REGISTRY
+    from edgeres.train import TrainConfig, TrainRequest, run_train
+
+    if req.weights is not None:
+        say(f"importing FP32 checkpoint {req.weights}")
+        return run_train(TrainRequest(req.model, req.dataset, req.data_dir, str(req.weights),
+                                      eval_limit=req.eval_limit, config=TrainConfig(epochs=0)), ws)
+    try:
+        source = ws.resolve(req.model)
+    except EdgeresError:
+        source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
+            ws.latest("train", model=req.model, dataset=req.dataset)
+        if source is None and req.model in REGISTRY:
+            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first "
+                f"({req.train_epochs} epochs)")
+            return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
+                                          config=TrainConfig(epochs=req.train_epochs)), ws)
+        if source is None:
+            from edgeres.models import get_spec
+
+            get_spec(req.model)  # raises the unknown-model error with suggestions
+        assert source is not None
+        say(f"using {source.describe()}")
+    if source.kind == "quantize":
+        raise EdgeresError(f"{source.id} is already int8", hint="quantize its FP32 parent instead: "
+                           f"{source.manifest.get('parent')}")
+    if source.kind not in ("train", "prune"):
+        raise EdgeresError(f"{source.id} is a {source.kind} artifact; quantize needs an FP32 model")
+    return source
+
+
+def _splits(req: QuantizeRequest, prep: Preprocessing, dataset: str):
+    train_ds = data.load_split(dataset, "train", prep, req.data_dir)
+    calib_n = req.calib_samples
+    if calib_n > len(train_ds):
+        say(f"[yellow]--calib-samples {calib_n} is more than the {len(train_ds)} training images: using all of them")
+        calib_n = len(train_ds)
+    calib_x, _ = data.as_tensors(data.load_split(dataset, "train", prep, req.data_dir, calib_n))
+    val_x, val_y = data.as_tensors(data.load_split(dataset, "val", prep, req.data_dir, req.val_limit))
+    test_x, test_y = data.as_tensors(data.load_split(dataset, "test", prep, req.data_dir, req.eval_limit))
+    return train_ds, calib_x, (val_x, val_y.numpy()), (test_x, test_y.numpy())
+
+
+def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
+    """Quantize to int8 (PTQ, optionally QAT and an accuracy budget) and save a ``quantize`` artifact."""
+    from edgeres.train import TrainConfig, fit, load_fp32, set_threads
+
+    if req.calib_samples < 1:
+        raise EdgeresError("--calib-samples must be at least 1")
+    if req.max_drop is not None and req.max_drop < 0:
+        raise EdgeresError("--max-drop must be >= 0 percentage points")
+    if req.qat and req.epochs < 1:
+        raise EdgeresError("--epochs must be at least 1 for --qat")
+    set_threads()
+    source = _source(req, ws)
+    manifest = source.manifest
+    prep = Preprocessing.from_dict(manifest["preprocessing"])
+    dataset = manifest["dataset"]
+    train_ds, calib_x, (val_x, val_y), (test_x, test_y) = _splits(req, prep, dataset)
+
+    folded = fold_batchnorm(load_fp32(source))
+    fp32_test = logits_of(folded, test_x)
+    evaluator = Evaluator(val_x, val_y, logits_of(folded, val_x))
+    fp32 = {"test_top1": top1(fp32_test, test_y), "val_top1": top1(evaluator.reference, val_y)}
+
+    say(f"PTQ int8: {len(calib_x)} calibration images, estimator {req.estimator}, bias correction "
+        f"{req.bias_correction}")
+    start = time.perf_counter()
+    model = engine.ptq(folded, calib_x, req.estimator, req.bias_correction)
+    ptq_seconds = time.perf_counter() - start
+    ptq_val = evaluator.score(model)["top1"]
+    report: dict = {"ptq_seconds": round(ptq_seconds, 2), "ptq_val_top1": round(ptq_val, 3)}
+
+    sensitivity: list[dict] | None = None
+    float_layers: list[str] = []
+    over_budget = req.max_drop is not None and fp32["val_top1"] - ptq_val > req.max_drop
+    if req.analyze or over_budget:
+        start = time.perf_counter()
+        sensitivity = analyze(folded, calib_x, evaluator, ptq_val, req.estimator, req.bias_correction)
+        report["analysis_seconds"] = round(time.perf_counter() - start, 1)
+    budget_met = True
+    if over_budget:
+        say(f"[yellow]PTQ val drop {fp32['val_top1'] - ptq_val:.2f} pp exceeds the budget of {req.max_drop} pp: "
+            f"keeping the most sensitive layers in float")
+        model, float_layers, trail, budget_met = fit_budget(folded, calib_x, evaluator, fp32["val_top1"],
+                                                            req.max_drop, sensitivity or [], req.estimator,
+                                                            req.bias_correction)
+        report["budget_search"] = trail
+
+    if req.qat:
+        start = time.perf_counter()
+        qat_train = data.load_split(dataset, "train", prep, req.data_dir, req.train_limit) \
+            if req.train_limit else train_ds
+        config = TrainConfig(epochs=req.epochs, lr=req.lr, augment=True)
+        report["qat_history"] = fit(model, qat_train, config, data.load_split(dataset, "val", prep, req.data_dir,
+                                                                               req.val_limit),
+                                    "QAT", keep_best=True)
+        model = model.to(memory_format=torch.contiguous_format)
+        report["qat_seconds"] = round(time.perf_counter() - start, 1)
+
+    start = time.perf_counter()
+    int8_test = logits_of(model, test_x)
+    report["eval_seconds"] = round(time.perf_counter() - start, 1)
+    int8 = {"test_top1": top1(int8_test, test_y), "val_top1": evaluator.score(model)["top1"]}
+    drop = fp32["test_top1"] - int8["test_top1"]
+    metrics = {
+        "test": {"top1": int8["test_top1"], "n": int(len(test_y))},
+        "fp32": fp32, "int8": int8, "drop_pp": round(drop, 3),
+        "agreement_with_fp32": float((fp32_test.argmax(1) == int8_test.argmax(1)).mean() * 100),
+        "budget_met": budget_met if req.max_drop is not None else None, **report,
+    }
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()} | {
+        "calib_samples_used": int(len(calib_x))}
+    with ws.create("quantize", model=manifest["model"], dataset=dataset, parent=source, config=config,
+                   architecture=manifest["architecture"], preprocessing=prep.to_dict(),
+                   classes=manifest.get("classes"), precision="int8", method="qat" if req.qat else "ptq",
+                   engine="nncf", float_layers=float_layers) as art:
+        engine.save(model, art.dir)
+        if sensitivity is not None:
+            (art.dir / "sensitivity.json").write_text(json.dumps(sensitivity, indent=1))
+        art.manifest["metrics"] = metrics
+    artifact = art.artifact
+    assert artifact is not None
+    say(f"[green]saved[/] {artifact.describe()}: int8 top-1 {int8['test_top1']:.2f}% vs FP32 "
+        f"{fp32['test_top1']:.2f}% (drop {drop:+.2f} pp) on {len(test_y)} test images; PTQ took {ptq_seconds:.1f} s")
+    if float_layers:
+        say(f"kept in float: {', '.join(float_layers)}")
+    if req.max_drop is not None and not budget_met:
+        message = (f"the accuracy budget of {req.max_drop} pp could not be met; saved the best model found "
+                   f"({artifact.id})")
+        if req.strict:
+            raise EdgeresError(message)
+        say(f"[yellow]warning:[/] {message}")
+    return artifact
+
+
+def load_quantized(artifact: Artifact) -> nn.Module:
+    """The NNCF-quantized torch model of a ``quantize`` artifact."""
+    from edgeres import models
+
+    arch = artifact.manifest["architecture"]
+    float_model = fold_batchnorm(models.build(arch["name"], arch["num_classes"], arch["in_channels"]))
+    return engine.restore(float_model, artifact.path)
+
+
+def float_parent(artifact: Artifact, ws: Workspace) -> Artifact:
+    """The FP32 artifact a quantize artifact was made from."""
+    parent = artifact.manifest.get("parent")
+    if not parent:
+        raise EdgeresError(f"{artifact.id} records no FP32 parent")
+    return ws.resolve(parent)
+

@@ -1,0 +1,53 @@
+"""OpenVINO sessions; the device (CPU, GPU, NPU) comes from the device profile.
+
+fp32 files run with ``INFERENCE_PRECISION_HINT=f32`` so that "fp32" means fp32 even on CPUs where
+OpenVINO would silently pick bf16; the LATENCY hint gives single-stream batch-1 behaviour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import RuntimeUnavailable, Session
+
+
+class OpenVinoSession(Session):
+    runtime = "openvino"
+
+    def __init__(self, path: Path, threads: int | None = None, device: str = "CPU",
+                 performance_hint: str = "LATENCY"):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise RuntimeUnavailable("openvino is not installed (pip install openvino)") from None
+        core = ov.Core()
+        if device not in core.available_devices:
+            raise RuntimeUnavailable(f"OpenVINO device {device} is not available here "
+                                     f"(available: {', '.join(core.available_devices)})")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+        if device == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            model = core.read_model(str(path))
+            self._compiled = core.compile_model(model, device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with long multi-line texts
+            raise RuntimeUnavailable(f"OpenVINO cannot load {path.name}: {str(exc).strip().splitlines()[0][:300]}") from None
+        self._request = self._compiled.create_infer_request()
+        self.device = device
+        self.version = ov.__version__
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        result = self._request.infer({0: np.ascontiguousarray(x, np.float32)})
+        return np.asarray(result[self._compiled.outputs[0]], np.float32)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "version": self.version}
+
+
+def open_session(path: Path, threads: int | None = None, device: str = "CPU", **_: Any) -> OpenVinoSession:
+    return OpenVinoSession(Path(path), threads, device)
