@@ -124,7 +124,7 @@ class Workspace:
         """Delete temp dirs left by processes that died mid-write (kill -9, power loss)."""
         for entry in self.root.glob(f"{_TMP_PREFIX}*"):
             try:
-                pid = int(entry.name.split("-")[2])
+                pid = int(entry.name.split("-")[1])
             except (IndexError, ValueError):
                 continue
             if not _pid_alive(pid):

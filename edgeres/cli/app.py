@@ -8,7 +8,7 @@ from typing import Callable
 
 import typer
 
-from edgeres.cli import export_cmd, info_cmd, models_cmd, quantize_cmd, train_cmd
+from edgeres.cli import bench_cmd, devices_cmd, export_cmd, info_cmd, models_cmd, quantize_cmd, report_cmd, train_cmd
 
 app = typer.Typer(
     name="edgeres",
@@ -48,6 +48,9 @@ for name, command in {
     "info": info_cmd.info,
     "quantize": quantize_cmd.quantize,
     "export": export_cmd.export,
+    "devices": devices_cmd.devices,
+    "bench": bench_cmd.bench,
+    "report": report_cmd.report,
 }.items():
     app.command(name)(_guarded(command))
 

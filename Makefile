@@ -1,0 +1,29 @@
+# Two entry points that do all the set-up on a fresh Debian/Ubuntu machine:
+#   make demo   - the main job on the embedded default (ResNet-18 on Fashion-MNIST)
+#   make test   - the test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+WORKSPACE ?= edgeres-runs
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	./scripts/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/edgeres quantize resnet18 --int8 --workspace $(WORKSPACE)
+	$(BIN)/edgeres export --target all --precision all --workspace $(WORKSPACE)
+	$(BIN)/edgeres bench --device cpu --workspace $(WORKSPACE)
+
+test: setup
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(WORKSPACE) .pytest_cache

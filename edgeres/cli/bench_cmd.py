@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, WorkspaceOpt, workspace
+from edgeres.cli.devices_cmd import DevicesDirOpt
+
+
+def bench(
+    device: Annotated[str, typer.Option(help="Device profile name (see `edgeres devices`) or a profile .yaml.")] = "cpu",
+    model: Annotated[Optional[str], typer.Option(
+        help="Artifact id/path or model name; default: the lineage of the newest export.")] = None,
+    target: Annotated[Optional[list[str]], typer.Option(
+        help="Formats to measure: onnx, openvino, tflite or all (repeatable); default: all.")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option(
+        help="fp32, fp16, int8 or all (repeatable); default: all.")] = None,
+    eval_limit: Annotated[int, typer.Option(min=1, help="Test images for top-1 (a seeded subset).")] = 1000,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads per runtime; default: the profile's, "
+                                                              "else every core.")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Estimate latency from the profile's figures "
+                                           "instead of measuring on the device (labelled estimated).")] = False,
+    min_runs: Annotated[Optional[int], typer.Option(min=1, help="Timed batch-1 runs, at least.")] = None,
+    min_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(min=0, help="Untimed runs before timing.")] = None,
+    data: DataDirOpt = None,
+    devices_dir: DevicesDirOpt = None,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Measure latency and accuracy of every exported variant on a device, beside the FP32 baseline."""
+    from edgeres.bench import BenchRequest, run_bench
+    from edgeres.console import out
+    from edgeres.report import FILES, table
+
+    method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup}.items()
+              if v is not None}
+    request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data)
+    result = run_bench(request, workspace(workspace_dir))
+    out.print(table(result.results))
+    for warning in result.results["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"saved {result.artifact.id}:")
+    for name in FILES.values():
+        out.print(f"  {result.file(name)}")

@@ -1,0 +1,369 @@
+"""Device profiles: where a benchmark runs, with which runtimes, and the figures an estimate needs.
+
+A profile is one YAML file (``devices/<name>.yaml``; data, not code), validated strictly: an unknown
+key, a wrong type or a missing field ends in one ``EdgeresError`` line naming the file and the key.
+The built-in profiles live in the ``devices/`` folder of a checkout, or in ``<prefix>/share/edgeres/
+devices`` once installed; a user directory (``--devices-dir`` or ``$EDGERES_DEVICES``) adds profiles
+and overrides built-in ones of the same name.
+
+Public API::
+
+    load(path) -> Profile                                  one profile file
+    load_all(devices_dir=None) -> dict[str, Profile]       built-in + user profiles, by name
+    get(name, devices_dir=None) -> Profile                 by name (or a path to a .yaml file)
+    usable(profile, runtime=None) -> (bool, reason)        can it run here, now?
+    runtime_options(profile, runtime, threads=None) -> dict  keyword arguments for runtimes.open_session
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import site
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from edgeres.errors import EdgeresError
+
+ENV_DIR = "EDGERES_DEVICES"
+RUNTIMES = ("torch", "onnxruntime", "openvino", "tflite")
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, (str, int, float, bool)):
+        raise ValueError("expected a string, number or boolean")
+    return value
+
+
+OptionValue = Annotated[Any, AfterValidator(_scalar)]  # one clear error instead of one per union member
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Figure(_Strict):
+    """A number and where it comes from (a datasheet, or "derived: ..." with the arithmetic)."""
+
+    value: float = Field(gt=0)
+    source: str = Field(min_length=1)
+
+
+class Estimate(_Strict):
+    """Roofline figures: peak throughput in GOPS (1e9 ops/s, one multiply-accumulate = 2 ops),
+    memory bandwidth in GB/s, and the fraction of peak compute assumed reachable at batch 1."""
+
+    peak_fp32_gops: Figure
+    peak_int8_gops: Figure
+    peak_fp16_gops: Optional[Figure] = None
+    memory_bandwidth_gbs: Figure
+    compute_efficiency: Figure
+
+    @model_validator(mode="after")
+    def _efficiency_is_a_fraction(self) -> "Estimate":
+        if self.compute_efficiency.value > 1:
+            raise ValueError("compute_efficiency.value must be a fraction of peak, at most 1")
+        return self
+
+
+class LocalConnection(_Strict):
+    """Runs on this machine, each variant in a fresh Python process."""
+
+    type: Literal["local"]
+
+
+class SshConnection(_Strict):
+    """Runs on a device reached with the system ``ssh``/``scp`` (key authentication, no prompts)."""
+
+    type: Literal["ssh"]
+    host: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    port: int = Field(22, ge=1, le=65535)
+    key: Optional[str] = None  # private key path; None: ssh's own choice (agent, ~/.ssh/id_*)
+    python: str = Field("python3", min_length=1)  # the device's Python executable (name or path)
+    workdir: str = Field("/tmp", min_length=1)  # a private temp dir is created under it per variant
+    known_hosts: Optional[str] = None  # None: the user's ~/.ssh/known_hosts
+    accept_new_host_key: bool = False  # trust-on-first-use (StrictHostKeyChecking=accept-new)
+    connect_timeout: float = Field(10, gt=0, le=300)
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+Connection = Annotated[Union[LocalConnection, SshConnection], Field(discriminator="type")]
+
+
+class TorchSettings(_Strict):
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+class OnnxRuntimeSettings(_Strict):
+    provider: str = "CPUExecutionProvider"
+    provider_options: dict[str, OptionValue] = Field(default_factory=dict)
+
+
+class OpenVinoSettings(_Strict):
+    device: str = "CPU"
+
+
+class TfliteSettings(_Strict):
+    delegate: Optional[str] = None  # shared library of an external delegate; None: built-in CPU (XNNPACK)
+
+
+class Runtimes(_Strict):
+    torch: Optional[TorchSettings] = None
+    onnxruntime: Optional[OnnxRuntimeSettings] = None
+    openvino: Optional[OpenVinoSettings] = None
+    tflite: Optional[TfliteSettings] = None
+
+    def names(self) -> list[str]:
+        return [name for name in RUNTIMES if getattr(self, name) is not None]
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> "Runtimes":
+        if not self.names():
+            raise ValueError(f"name at least one runtime ({', '.join(RUNTIMES)})")
+        return self
+
+
+class Profile(_Strict):
+    """One device. ``name`` is the file's stem; ``path`` the file it was read from."""
+
+    name: str
+    description: str = Field(min_length=1)
+    arch: Literal["native", "x86_64", "aarch64", "armv7l"]  # native: whatever this host is
+    connection: Connection
+    threads: Optional[int] = Field(None, ge=1)  # None: every core of the device
+    runtimes: Runtimes
+    estimate: Optional[Estimate] = None
+    _path: Optional[Path] = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def describe_connection(self) -> str:
+        c = self.connection
+        return f"ssh {c.target}:{c.port}" if isinstance(c, SshConnection) else c.type
+
+
+# -- loading -----------------------------------------------------------------------------------------
+def builtin_dir() -> Path:
+    """The shipped profiles: ``devices/`` beside the package in a checkout, else the installed copy."""
+    candidates = [Path(__file__).resolve().parent.parent / "devices",
+                  Path(sys.prefix) / "share" / "edgeres" / "devices",
+                  Path(site.USER_BASE or "~/.local").expanduser() / "share" / "edgeres" / "devices"]
+    for candidate in candidates:
+        if (candidate / "cpu.yaml").is_file():
+            return candidate
+    raise EdgeresError("the built-in device profiles are missing (looked in "
+                       + ", ".join(str(c) for c in candidates) + ")", hint="reinstall edgeres")
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping found at ``loc`` (for listing its allowed keys)."""
+    model: Any = Profile
+    for part in loc:
+        if model is None:
+            return None
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)
+                and issubclass(a, BaseModel)]
+        model = args[0] if len(args) == 1 else None
+    return model
+
+
+def _describe_error(error: dict, data: dict) -> str:
+    # The discriminated union adds the tag ("ssh", "local") to the location; users never wrote it.
+    loc = tuple(p for i, p in enumerate(error["loc"])
+                if not (i == 1 and error["loc"][0] == "connection" and p in ("local", "ssh")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        if loc[:1] == ("connection",) and isinstance(data.get("connection"), dict):
+            parent = SshConnection if data["connection"].get("type") == "ssh" else LocalConnection
+        allowed = [f for f in parent.model_fields if f != "name"] if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        suggestion = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {key!r} (expected one of: {', '.join(allowed)}){suggestion}"
+    if kind == "missing":
+        return f"missing key {key!r}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"{key}.type: expected 'local' or 'ssh'"
+    got = error.get("input")
+    got_text = f", got {got!r}" if got is not None and not isinstance(got, (dict, list)) else ""
+    message = error["msg"].removeprefix("Value error, ").replace("Input should be", "expected")
+    return f"{key}: {message}{got_text}"
+
+
+def load(path: Path | str) -> Profile:
+    """One profile file, validated; any problem is one ``EdgeresError`` naming the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise EdgeresError(f"cannot read device profile {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise EdgeresError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise EdgeresError(f"{path}: a device profile is a mapping of keys (description, arch, connection, "
+                           f"runtimes, ...), got {type(data).__name__}")
+    if "name" in data:
+        raise EdgeresError(f"{path}: unknown key 'name' (a profile's name is its file name, {path.stem!r})")
+    try:
+        profile = Profile.model_validate({**data, "name": path.stem})
+    except ValidationError as exc:
+        raise EdgeresError(f"{path}: " + "; ".join(_describe_error(e, data) for e in exc.errors())) from None
+    profile._path = path
+    return profile
+
+
+def _user_dir(devices_dir: Path | str | None) -> Path | None:
+    chosen = devices_dir if devices_dir is not None else os.environ.get(ENV_DIR) or None
+    if chosen is None:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise EdgeresError(f"devices directory {path} does not exist",
+                           hint=f"pass a directory of <name>.yaml profiles with --devices-dir or ${ENV_DIR}")
+    return path
+
+
+def load_all(devices_dir: Path | str | None = None) -> dict[str, Profile]:
+    """Every profile by name, sorted: the built-in ones, overridden or extended by the user directory."""
+    found: dict[str, Path] = {}
+    for directory in (builtin_dir(), _user_dir(devices_dir)):
+        if directory is not None:
+            found.update({p.stem: p for p in sorted(directory.glob("*.yaml"))})
+    return {name: load(found[name]) for name in sorted(found)}
+
+
+def get(name: str, devices_dir: Path | str | None = None) -> Profile:
+    """A profile by name; a name ending in .yaml/.yml is read as a file. Unknown names list the known."""
+    if name.endswith((".yaml", ".yml")):
+        return load(name)
+    profiles = load_all(devices_dir)
+    if name in profiles:
+        return profiles[name]
+    close = difflib.get_close_matches(name, profiles, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise EdgeresError(f"unknown device {name!r}; known devices: {', '.join(profiles)}",
+                       hint=f"{hint}add your own as <name>.yaml in --devices-dir or ${ENV_DIR}")
+
+
+# -- what a variant needs ---------------------------------------------------------------------------
+def runtime_options(profile: Profile, runtime: str, threads: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``edgeres.runtimes.open_session`` from the profile's settings of ``runtime``.
+
+    ``threads`` (e.g. ``--threads``) overrides the profile; without either the runner uses every core.
+    """
+    settings = getattr(profile.runtimes, runtime, None) if runtime in RUNTIMES else None
+    if settings is None:
+        raise EdgeresError(f"device {profile.name} has no {runtime} runtime",
+                           hint=f"its runtimes: {', '.join(profile.runtimes.names())}")
+    options = settings.model_dump()
+    chosen = threads if threads is not None else profile.threads
+    if chosen is not None:
+        options["threads"] = chosen
+    return options
+
+
+# -- can it run here, now? ----------------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _runtime_here(runtime: str, settings: Any) -> tuple[bool, str]:
+    """Whether ``runtime`` with its delegate / provider / device is present in this Python."""
+    if runtime == "torch":
+        if importlib.util.find_spec("torch") is None:
+            return False, "torch is not installed"
+        if settings.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return False, f"CUDA is not available here (torch {torch.__version__})"
+        return True, f"torch ({settings.device})"
+    if runtime == "onnxruntime":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False, "onnxruntime is not installed"
+        providers = ort.get_available_providers()
+        if settings.provider not in providers:
+            return False, f"onnxruntime has no {settings.provider} here (has: {', '.join(providers)})"
+        return True, f"onnxruntime ({settings.provider})"
+    if runtime == "openvino":
+        try:
+            import openvino as ov
+
+            devices = ov.Core().available_devices
+        except Exception as exc:  # ImportError, or a broken plugin setup raising RuntimeError
+            return False, f"openvino is not usable: {_first_line(exc)}"
+        if settings.device not in devices:
+            return False, f"OpenVINO has no {settings.device} device here (has: {', '.join(devices)})"
+        return True, f"openvino ({settings.device})"
+    if runtime == "tflite":
+        packages = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+        if not any(importlib.util.find_spec(p) for p in packages):
+            return False, "no TFLite interpreter installed (pip install ai-edge-litert)"
+        if settings.delegate:
+            import ctypes
+
+            try:
+                ctypes.CDLL(settings.delegate)
+            except OSError:
+                return False, f"TFLite delegate library {settings.delegate} is not installed here"
+            return True, f"tflite ({settings.delegate})"
+        return True, "tflite (XNNPACK)"
+    raise ValueError(f"unknown runtime {runtime}")
+
+
+def _reachable(connection: SshConnection) -> tuple[bool, str]:
+    timeout = min(connection.connect_timeout, 3.0)
+    where = f"{connection.host}:{connection.port}"
+    try:
+        with socket.create_connection((connection.host, connection.port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        return False, f"ssh host {connection.host} does not resolve"
+    except ConnectionRefusedError:
+        return False, f"ssh host {where} refuses connections"
+    except TimeoutError:
+        return False, f"ssh host {where} did not answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"ssh host {where} unreachable: {exc.strerror or exc}"
+    return True, f"ssh host {where} reachable (runtimes are checked on the device)"
+
+
+def usable(profile: Profile, runtime: str | None = None) -> tuple[bool, str]:
+    """Whether the device can run now, and why (not).
+
+    ssh devices: a short TCP connect to the host's ssh port. Local devices: each runtime (or just
+    ``runtime``) importable here with its execution provider / OpenVINO device / delegate / CUDA; the
+    profile is usable when at least one of its runtimes is.
+    """
+    if isinstance(profile.connection, SshConnection):
+        return _reachable(profile.connection)
+    names = [runtime] if runtime is not None else profile.runtimes.names()
+    results = {}
+    for name in names:
+        settings = getattr(profile.runtimes, name, None) if name in RUNTIMES else None
+        results[name] = (_runtime_here(name, settings) if settings is not None
+                         else (False, f"the profile has no {name} runtime"))
+    ok = [reason for good, reason in results.values() if good]
+    missing = [reason for good, reason in results.values() if not good]
+    return bool(ok), "; ".join(([("ok: " + ", ".join(ok))] if ok and missing else ok) + missing)

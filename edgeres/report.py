@@ -1,0 +1,182 @@
+"""Bench results for people and tools: a rich table, JSON, CSV, Markdown and a PNG plot.
+
+Every renderer takes the results dict that ``edgeres.bench`` saves as ``results.json``, so that
+``edgeres report`` can redraw a saved benchmark without measuring again. Estimated rows are never
+shown as if measured: their status says ``estimated``, their latencies carry a ``~``, and the plot
+draws them hollow and labels them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp", "p50 ms", "p90 ms", "speedup",
+           "size MB", "status")
+CSV_FIELDS = ("variant", "role", "status", "error", "format", "precision", "runtime", "device", "where", "threads",
+              "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs",
+              "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio", "peak_rss_mb",
+              "load_seconds", "verify_top1", "verify_n", "artifact")
+FILES = {"json": "results.json", "csv": "results.csv", "md": "results.md", "png": "plot.png"}
+_FORMAT_COLORS = {"torch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tflite": "tab:orange"}
+_PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+
+
+def _num(value: float | None, digits: int = 2, prefix: str = "", signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{prefix}{value:+.{digits}f}" if signed else f"{prefix}{value:.{digits}f}"
+
+
+def status_text(row: dict[str, Any]) -> str:
+    if row["status"] == "failed":
+        return f"failed: {row.get('error')}"
+    if row["status"] == "estimated":
+        return "estimated" + (" (top-1 on this host)" if row.get("top1") is not None else "")
+    return "measured" + (" (reference)" if row["role"] == "baseline" else "")
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    """The values of ``COLUMNS`` for one row, as text."""
+    approx = "~" if row["status"] == "estimated" else ""
+    where = " (this host)" if row["role"] == "baseline" else ""
+    size = row.get("size_bytes")
+    return [
+        row["variant"], f"{row['runtime']} / {row['device']}{where}", row["precision"], _num(row.get("top1")),
+        "ref" if row["role"] == "baseline" else _num(row.get("delta_top1_pp"), signed=True),
+        _num(row.get("p50_ms"), 3, approx), _num(row.get("p90_ms"), 3, approx),
+        f"{approx}{row['speedup']:.2f}x" if row.get("speedup") is not None else "-",
+        _num(size / 1e6 if size else None), status_text(row),
+    ]
+
+
+def _method_text(results: dict[str, Any]) -> str:
+    m, n = results["method"], results["eval"]["n"]
+    return (f"batch 1, {m['warmup']} warm-up runs, then at least {m['min_runs']} runs and {m['min_seconds']:g} s; "
+            f"top-1 on {n} {results['dataset']} test images; speedup = baseline p50 / row p50")
+
+
+def title(results: dict[str, Any]) -> str:
+    d = results["device"]
+    mode = ", estimated" if results["mode"] == "estimated" else ""
+    return f"{results['model']} on {d['name']} ({d['connection']}{mode})"
+
+
+def table(results: dict[str, Any]):
+    """A rich table of every row; baseline first, estimated rows marked, failures in red."""
+    from rich.table import Table
+
+    t = Table(*COLUMNS, title=f"edgeres bench: {title(results)}", caption=_method_text(results),
+              caption_justify="left")
+    for row in results["rows"]:
+        style = {"failed": "red", "estimated": "yellow"}.get(row["status"], "bold" if row["role"] == "baseline" else "")
+        t.add_row(*cells(row), style=style or None)
+    return t
+
+
+def to_json(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=2, default=str)
+
+
+def to_csv(results: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in results["rows"]:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    return buffer.getvalue()
+
+
+def _md_row(values: list[str]) -> str:
+    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    host, device = results["host"], results["device"]
+    lines = [f"# edgeres bench: {title(results)}", "",
+             f"- **Device**: `{device['name']}`: {device['description']} ({device['connection']}, {device['arch']})",
+             f"- **Model**: {results['model']} on {results['dataset']}; FP32 root artifact `{results['root']}`",
+             f"- **Baseline**: {results['rows'][0]['variant']} on this host",
+             f"- **Host**: {host['processor']}, {host['cores']} cores, {host['platform']}, Python {host['python']}"]
+    if results.get("device_host"):
+        dh = results["device_host"]
+        lines.append(f"- **Measured on**: {dh['processor']}, {dh['cores']} cores, {dh['platform']}")
+    lines += [f"- **Method**: {_method_text(results)}", "",
+              _md_row(list(COLUMNS) + ["p99 ms", "images/s", "peak RSS MB"]), _md_row(["---"] * (len(COLUMNS) + 3))]
+    for row in results["rows"]:
+        extra = [_num(row.get("p99_ms"), 3), _num(row.get("throughput_ips"), 1), _num(row.get("peak_rss_mb"), 1)]
+        lines.append(_md_row(cells(row) + extra))
+    if results["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
+    estimated = [r for r in results["rows"] if r["status"] == "estimated"]
+    if estimated:
+        lines += ["", "## Estimated rows", "",
+                  "Not measured: a roofline estimate of batch-1 latency from the model's MACs and weight bytes and "
+                  "the device profile's figures (below); top-1 is that of the same file on this host, on the same "
+                  "images. Assumptions:", ""]
+        lines += [f"- {a}" for a in estimated[0]["estimate"]["assumptions"]]
+        sources = estimated[0]["estimate"]["sources"]
+        lines += [f"- {name}: {s['value']:g} ({s['source']})" for name, s in sources.items()]
+    if results["skipped"]:
+        lines += ["", "## Skipped", ""] + [f"- {s['variant']} (`{s['artifact']}`): {s['reason']}"
+                                           for s in results["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Accuracy vs p50 latency, one point per variant (colour: format, marker: precision), named in the
+    legend; the baseline a star; estimated points hollow and labelled so."""
+    from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    fig = Figure(figsize=(9, 5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    points = [r for r in results["rows"] if r.get("p50_ms") and r.get("top1") is not None]
+    for row in points:
+        color = _FORMAT_COLORS.get(row["format"], "gray")
+        baseline, estimated = row["role"] == "baseline", row["status"] == "estimated"
+        label = (f"baseline: {row['variant']}, this host" if baseline
+                 else row["variant"] + (" (estimated latency)" if estimated else ""))
+        ax.scatter(row["p50_ms"], row["top1"], s=260 if baseline else 80, zorder=3, label=label,
+                   marker="*" if baseline else _PRECISION_MARKERS.get(row["precision"], "o"),
+                   facecolors="none" if estimated else color, edgecolors=color, linewidths=1.6)
+    latencies = [r["p50_ms"] for r in points]
+    if latencies and max(latencies) / min(latencies) > 20:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    hollow = "; hollow points: estimated, not measured" if any(r["status"] == "estimated" for r in points) else ""
+    ax.set_xlabel(f"p50 latency, batch 1 (ms){hollow}")
+    ax.set_ylabel(f"top-1 % ({results['eval']['n']} test images)")
+    ax.set_title(f"{title(results)}: accuracy vs latency", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.savefig(path, format="png", metadata={"Software": None})
+
+
+def _write(path: Path, write) -> None:
+    """Write via a temporary file and rename, so that a reader never sees half a report."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(results: dict[str, Any], directory: Path, kinds: tuple[str, ...] = tuple(FILES)) -> dict[str, Path]:
+    """Write the reports of ``kinds`` (json, csv, md, png) into ``directory``; their paths by kind."""
+    renderers = {"json": to_json, "csv": to_csv, "md": to_markdown}
+    paths = {}
+    for kind in kinds:
+        path = Path(directory) / FILES[kind]
+        if kind == "png":
+            _write(path, lambda p: plot(results, p))
+        else:
+            _write(path, lambda p, text=renderers[kind](results): p.write_text(text))
+        paths[kind] = path
+    return paths

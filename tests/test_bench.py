@@ -1,0 +1,138 @@
+"""``edgeres bench`` end to end on real small artifacts: every variant measured on this CPU with the
+accuracy its export verified, the FP32 baseline beside it, the reports saved and re-rendered; a broken
+variant marked failed while the others are measured; estimates labelled; bad devices refused cleanly.
+Never asserts speed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from edgeres.errors import EdgeresError
+from edgeres.workspace import Workspace
+
+TINY_METHOD = ("--warmup", "1", "--min-runs", "5", "--min-seconds", "0")
+EVAL = 200  # the export verification's image count too, so the top-1 figures are comparable
+
+
+@pytest.fixture(scope="module")
+def exported(trained_workspace, tmp_path_factory):
+    """resnet20 quantized, exported to ONNX and OpenVINO at fp32 and int8, verified on EVAL images."""
+    from edgeres.export.step import ExportRequest, run_export
+    from edgeres.quantize.step import QuantizeRequest, run_quantize
+
+    root = tmp_path_factory.mktemp("bench") / "ws"
+    shutil.copytree(trained_workspace, root)
+    ws = Workspace(root)
+    int8 = run_quantize(QuantizeRequest("resnet20", eval_limit=200, val_limit=200, calib_samples=128), ws)
+    run_export(ExportRequest(["onnx", "openvino"], ["fp32", "int8"], int8.id, verify_limit=EVAL), ws)
+    return root
+
+
+def _copy(root, tmp_path):
+    shutil.copytree(root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def _method():
+    return {"warmup": 1, "min_runs": 5, "min_seconds": 0.0}
+
+
+def test_bench_cpu_measures_every_variant_beside_the_baseline(exported):
+    from edgeres import baseline
+
+    proc = run_cli("bench", "--device", "cpu", "--eval-limit", str(EVAL), *TINY_METHOD, workspace=exported)
+    assert proc.returncode == 0, proc.stderr
+    bench = Workspace(exported).latest("bench")
+    rows = bench.manifest["rows"]
+    assert [r["variant"] for r in rows] == [baseline.label("cpu"), "onnx fp32", "onnx int8", "openvino fp32",
+                                            "openvino int8"]
+    base = rows[0]
+    assert base["role"] == "baseline" and base["device"] == "cpu" and base["status"] == "measured"
+    assert base["n"] == EVAL and base["speedup"] == 1.0
+    for row in rows[1:]:
+        assert row["status"] == "measured", row
+        assert row["n"] == EVAL == row["verify_n"]
+        assert abs(row["top1"] - row["verify_top1"]) <= 0.5, row
+        assert row["delta_top1_pp"] == pytest.approx(row["top1"] - base["top1"])
+        assert row["speedup"] == pytest.approx(base["p50_ms"] / row["p50_ms"])
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and row["runs"] >= 5
+    fp32 = {r["format"]: r for r in rows if r["precision"] == "fp32"}
+    assert all(fp32[f]["agreement"] >= 99 for f in fp32)  # the same float model, on the same images
+
+    results = json.loads((bench.path / "results.json").read_text())
+    assert results["rows"] == rows and results["device"]["name"] == "cpu"
+    with open(bench.path / "results.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["variant"] for r in table] == [r["variant"] for r in rows]
+    assert {r["status"] for r in table} == {"measured"}
+    assert (bench.path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| onnx int8 |" in (bench.path / "results.md").read_text()
+    assert "torch fp32 (cpu)" in proc.stdout and str(bench.path / "plot.png") in proc.stdout
+
+    (bench.path / "plot.png").unlink()
+    again = run_cli("report", workspace=exported)
+    assert again.returncode == 0, again.stderr
+    assert "onnx int8" in again.stdout and (bench.path / "plot.png").is_file()
+
+
+def test_a_corrupt_variant_is_marked_failed_and_the_others_measured(exported, tmp_path):
+    from edgeres.bench import BenchRequest, run_bench
+
+    ws = _copy(exported, tmp_path)
+    broken = ws.latest("export", format="onnx", precision="int8")
+    (broken.path / "model.onnx").write_bytes(b"not an onnx model")
+    result = run_bench(BenchRequest(eval_limit=50, method=_method()), ws)
+    by_name = {r["variant"]: r for r in result.rows}
+    assert by_name["onnx int8"]["status"] == "failed"
+    assert "model.onnx" in by_name["onnx int8"]["error"] and "\n" not in by_name["onnx int8"]["error"]
+    assert by_name["onnx int8"]["speedup"] is None
+    assert [by_name[v]["status"] for v in ("onnx fp32", "openvino fp32", "openvino int8")] == ["measured"] * 3
+
+    # nothing measurable: a clear error, non-zero exit, and no bench artifact
+    before = len(ws.artifacts("bench"))
+    proc = run_cli("bench", "--target", "onnx", "--precision", "int8", "--eval-limit", "50", *TINY_METHOD,
+                   workspace=ws.root)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no variant could be measured" in proc.stderr and "onnx int8" in proc.stderr
+    assert len(ws.artifacts("bench")) == before
+
+
+def test_estimate_rows_are_labelled_estimated(exported, tmp_path):
+    from edgeres.bench import BenchRequest, run_bench
+    from edgeres.report import cells, to_csv, to_markdown
+
+    ws = _copy(exported, tmp_path)
+    result = run_bench(BenchRequest(device="raspberrypi", estimate=True, eval_limit=50, method=_method()), ws)
+    base, *rows = result.rows
+    assert base["status"] == "measured" and result.results["mode"] == "estimated"
+    assert [r["variant"] for r in rows] == ["onnx fp32", "onnx int8"]  # the Pi profile has no OpenVINO
+    assert {s["variant"] for s in result.results["skipped"]} == {"openvino fp32", "openvino int8"}
+    for row in rows:
+        assert row["status"] == "estimated" and row["p50_ms"] > 0 and row["p90_ms"] is None
+        assert row["top1_where"] == "host" and row["n"] == 50
+        text = cells(row)
+        assert text[5].startswith("~") and text[-1].startswith("estimated")
+    assert [line.split(",")[2] for line in to_csv(result.results).splitlines()[2:]] == ["estimated"] * 2
+    assert "## Estimated rows" in to_markdown(result.results)
+
+
+def test_unknown_device_lists_the_known_ones(exported):
+    proc = run_cli("bench", "--device", "no-such-board", workspace=exported)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "unknown device 'no-such-board'" in proc.stderr and "raspberrypi" in proc.stderr
+
+
+def test_bad_filters_and_empty_workspaces_fail_clearly(exported, tmp_path):
+    from edgeres.bench import BenchRequest, run_bench
+
+    with pytest.raises(EdgeresError, match="unknown precision 'int4'"):
+        run_bench(BenchRequest(precisions=["int4"]), Workspace(exported))
+    with pytest.raises(EdgeresError, match="no export artifact"):
+        run_bench(BenchRequest(), Workspace(tmp_path / "empty"))
+    with pytest.raises(EdgeresError, match="runs none of the exported formats"):
+        run_bench(BenchRequest(device="gpu"), Workspace(exported))

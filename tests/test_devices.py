@@ -1,0 +1,159 @@
+"""Device profiles: the shipped ones validate, bad ones fail with one clear line, lookups help the user;
+plus the roofline estimate and the `edgeres devices` command."""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from edgeres import devices
+from edgeres.backends.estimate import estimate_latency_ms
+from edgeres.errors import EdgeresError
+
+SHIPPED = {"cpu", "gpu", "raspberrypi", "raspberrypi5", "jetson-orin-nano", "intel-npu", "coral-edgetpu",
+           "qualcomm-npu"}
+GOOD = textwrap.dedent("""\
+    description: a test board
+    arch: aarch64
+    connection: {type: ssh, host: board.invalid, user: me}
+    runtimes:
+      onnxruntime: {provider: CPUExecutionProvider}
+    """)
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_profile_validates_with_sourced_figures():
+    profiles = devices.load_all()
+    assert SHIPPED <= set(profiles)
+    for name, profile in profiles.items():
+        assert profile.name == name and profile.description and profile.runtimes.names()
+        if profile.connection.type == "ssh":
+            assert profile.estimate is not None, name  # unreachable devices can still be estimated
+        if profile.estimate is not None:
+            for figure in profile.estimate.model_dump(exclude_none=True).values():
+                assert figure["value"] > 0 and len(figure["source"]) > 10
+    assert profiles["raspberrypi"].connection.host == "raspberrypi.local"
+    assert profiles["raspberrypi"].connection.user == "pi"
+    assert profiles["intel-npu"].runtimes.openvino.device == "NPU"
+    assert profiles["coral-edgetpu"].runtimes.tflite.delegate == "libedgetpu.so.1"
+    assert profiles["qualcomm-npu"].runtimes.onnxruntime.provider == "QNNExecutionProvider"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (GOOD.replace("user: me", "user: me, prot: 22"),
+     ["connection.prot", "unknown key", "expected one of", "did you mean 'port'"]),
+    (GOOD.replace("{provider: CPUExecutionProvider}", "{provder: X}"),
+     ["runtimes.onnxruntime.provder", "did you mean 'provider'"]),
+    (GOOD + "colour: red\n", ["unknown key 'colour'", "description, arch, connection"]),
+    (GOOD.replace("user: me", "user: me, port: abc"), ["connection.port", "integer", "'abc'"]),
+    (GOOD.replace("type: ssh", "type: telnet"), ["connection.type", "'local' or 'ssh'"]),
+    (GOOD.replace("arch: aarch64\n", ""), ["missing key 'arch'"]),
+    (GOOD.replace("  onnxruntime: {provider: CPUExecutionProvider}\n", "  {}\n"),
+     ["runtimes: name at least one runtime"]),
+    (GOOD + "estimate: {peak_fp32_gops: {value: 1}}\n", ["estimate.peak_fp32_gops.source", "missing key"]),
+    ("description: [oops\n", ["not valid YAML", "line"]),
+    ("- a list\n", ["mapping"]),
+    (GOOD + "name: other\n", ["unknown key 'name'"]),
+])
+def test_malformed_profile_is_one_clear_line(tmp_path, text, expected):
+    path = write(tmp_path, "board", text)
+    with pytest.raises(EdgeresError) as info:
+        devices.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_unknown_device_lists_the_known_and_suggests():
+    with pytest.raises(EdgeresError) as info:
+        devices.get("raspberypi")
+    message = str(info.value)
+    assert "unknown device 'raspberypi'" in message
+    assert all(name in message for name in SHIPPED)
+    assert "did you mean raspberrypi" in message
+
+
+def test_user_profiles_add_and_override(tmp_path, monkeypatch):
+    write(tmp_path, "cpu", GOOD.replace("a test board", "my own cpu"))
+    write(tmp_path, "board", GOOD)
+    assert devices.get("cpu", tmp_path).description == "my own cpu"
+    monkeypatch.setenv(devices.ENV_DIR, str(tmp_path))
+    assert devices.get("board").connection.host == "board.invalid"
+    assert devices.get("raspberrypi").connection.user == "pi"
+    assert devices.get(str(tmp_path / "board.yaml")).name == "board"
+    with pytest.raises(EdgeresError, match="does not exist"):
+        devices.load_all(tmp_path / "nope")
+
+
+def test_runtime_options_from_profile_and_override():
+    pi = devices.get("raspberrypi")
+    assert devices.runtime_options(pi, "onnxruntime") == {
+        "provider": "CPUExecutionProvider", "provider_options": {}, "threads": 4}
+    assert devices.runtime_options(pi, "tflite", threads=2)["threads"] == 2
+    with pytest.raises(EdgeresError, match="has no openvino runtime"):
+        devices.runtime_options(pi, "openvino")
+
+
+def test_usable_here():
+    ok, reason = devices.usable(devices.get("cpu"), "onnxruntime")
+    assert ok and "CPUExecutionProvider" in reason
+    ok, reason = devices.usable(devices.get("intel-npu"))
+    assert not ok and "NPU" in reason
+
+
+def test_usable_ssh_checks_the_port(tmp_path):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = write(tmp_path, "closed", GOOD.replace("board.invalid", "127.0.0.1").replace(
+        "user: me", f"user: me, port: {port}"))
+    ok, reason = devices.usable(devices.load(closed))
+    assert not ok and "refuses" in reason
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = write(tmp_path, "open", GOOD.replace("board.invalid", "127.0.0.1").replace(
+            "user: me", f"user: me, port: {server.getsockname()[1]}"))
+        assert devices.usable(devices.load(listening))[0]
+
+
+def test_estimate_is_labelled_and_follows_the_roofline():
+    pi5 = devices.get("raspberrypi5")
+    resnet18 = {"macs": 1.82e9, "params": 11.7e6}
+    fp32 = estimate_latency_ms(pi5, weight_bytes=None, precision="fp32", **resnet18)
+    int8 = estimate_latency_ms(pi5, weight_bytes=None, precision="int8", **resnet18)
+    assert fp32["label"] == int8["label"] == "estimated"
+    assert fp32["latency_ms"] == max(fp32["compute_ms"], fp32["memory_ms"])
+    assert int8["latency_ms"] < fp32["latency_ms"]
+    assert fp32["assumptions"] and "derived" in fp32["sources"]["peak_gops"]["source"]
+    # The Edge TPU streams weights over PCIe: a large model is memory-bound there.
+    coral = estimate_latency_ms(devices.get("coral-edgetpu"), 4.1e9, 25.6e6, 25.6e6, "int8")
+    assert coral["bound"] == "memory"
+    with pytest.raises(EdgeresError, match="no estimate figures"):
+        estimate_latency_ms(devices.get("cpu"), 1e9, 1e6, None, "fp32")
+    with pytest.raises(EdgeresError, match="precision"):
+        estimate_latency_ms(pi5, 1e9, 1e6, None, "int4")
+
+
+def test_devices_command_lists_every_profile(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write(bad, "broken", GOOD + "colour: red\n")
+    result = run_cli("devices")
+    assert result.returncode == 0, result.stderr
+    for name in SHIPPED:
+        assert name in result.stdout
+    assert "usable here" in result.stdout
+    result = run_cli("devices", "--devices-dir", str(bad))
+    assert result.returncode == 1 and "unknown key 'colour'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,248 @@
+"""The ssh device backend end to end against a real sshd on 127.0.0.1, and the local backend beside it.
+
+The sshd (Debian openssh-server) runs as a module fixture on a free high port with a throw-away host key,
+a throw-away client key and its own known_hosts file, all in a temp dir; the "device's" Python is this
+venv's. Tests check behaviour and results, never speed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import stat
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeres import devices
+from edgeres.backends import local, run_variant, ssh
+from edgeres.errors import EdgeresError
+
+SSHD = Path("/usr/sbin/sshd")
+FAST = {"warmup": 1, "min_runs": 3, "min_seconds": 0.0, "max_runs": 10, "throughput_batch": 4}
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeres-test", "-f", str(path)],
+                   check=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on 127.0.0.1 accepting only a throw-away key; stopped after the module."""
+    if not SSHD.is_file():
+        pytest.skip(f"{SSHD} is missing: apt-get install openssh-server")
+    privsep = Path("/run/sshd")  # Debian's sshd refuses to start without it; its service would create it
+    if not privsep.is_dir():
+        try:
+            privsep.mkdir(mode=0o755, parents=True)
+        except PermissionError:
+            pytest.skip(f"{privsep} is missing and cannot be created without root")
+    d = tmp_path_factory.mktemp("sshd")
+    host_key, client_key, other_key = keygen(d / "host_key"), keygen(d / "client_key"), keygen(d / "other_key")
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = free_port()
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {d / "sshd.pid"}
+AuthorizedKeysFile {d / "authorized_keys"}
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+""")
+    host_line = " ".join((d / "host_key.pub").read_text().split()[:2])
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_line}\n")
+    log = open(d / "sshd.log", "w")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
+            time.sleep(0.05)
+    yield SimpleNamespace(port=port, dir=d, client_key=client_key, other_key=other_key,
+                          known_hosts=d / "known_hosts")
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def fake_python(directory: Path, hide: str) -> Path:
+    """A Python on the "device" that lacks the package ``hide`` (its import fails as if not installed)."""
+    shadow = directory / f"without-{hide}"
+    (shadow / hide).mkdir(parents=True)
+    (shadow / hide / "__init__.py").write_text(f"raise ImportError({f'No module named {hide!r}'!r})\n")
+    script = directory / f"python-without-{hide}"
+    script.write_text(f"#!/bin/sh\nPYTHONPATH={shadow} exec {sys.executable} \"$@\"\n")
+    script.chmod(0o755)
+    return script
+
+
+def profile(tmp_path: Path, sshd, **connection) -> devices.Profile:
+    """An ssh profile for the loopback sshd, written and read back like a user's file."""
+    workdir = tmp_path / "remote"
+    workdir.mkdir(exist_ok=True)
+    settings = {"type": "ssh", "host": "127.0.0.1", "user": getpass.getuser(), "port": sshd.port,
+                "key": str(sshd.client_key), "python": sys.executable, "workdir": str(workdir),
+                "known_hosts": str(sshd.known_hosts), "connect_timeout": 5, **connection}
+    data = {"description": "loopback sshd", "arch": "native", "connection": settings,
+            "runtimes": {"onnxruntime": {}, "openvino": {}}}
+    path = tmp_path / "loopback.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return devices.load(path)
+
+
+@pytest.fixture(scope="module")
+def job_dir(tmp_path_factory) -> Path:
+    """A tiny resnet20 as ONNX and as OpenVINO IR (.xml + .bin), and 32 evaluation images."""
+    import openvino as ov
+    import torch
+
+    from edgeres import models
+
+    d = tmp_path_factory.mktemp("job")
+    model = models.build("resnet20", 10, 1).eval()
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.randn(1, 1, 28, 28), str(d / "model.onnx"), input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    ov.save_model(ov.convert_model(d / "model.onnx"), d / "model.xml")
+    rng = np.random.default_rng(0)
+    np.savez(d / "eval.npz", x=rng.standard_normal((32, 1, 28, 28)).astype(np.float32),
+             y=rng.integers(0, 10, 32))
+    return d
+
+
+def job(name: str, file: str, runtime: str, method: dict | None = None, **options) -> dict:
+    return {"variant": {"name": name, "file": file, "runtime": runtime, "options": {"threads": 1, **options}},
+            "data": "eval.npz", "method": method or FAST}
+
+
+ONNX = job("onnx-fp32", "model.onnx", "onnxruntime")
+OPENVINO = job("openvino-fp32", "model.xml", "openvino")
+
+
+def test_ssh_measures_the_same_as_local(tmp_path, sshd, job_dir):
+    device = profile(tmp_path, sshd)
+    for variant in (ONNX, OPENVINO):
+        here = local.run_variant(devices.get("cpu"), job_dir, variant, timeout=120)
+        there = run_variant(device, job_dir, variant, timeout=120)
+        assert here["result"]["ok"] and there["result"]["ok"], (here["result"], there["result"])
+        assert there["backend"] == "ssh" and here["backend"] == "local"
+        assert there["result"]["predictions"] == here["result"]["predictions"]
+        assert there["result"]["top1"] == here["result"]["top1"] and there["result"]["n"] == 32
+        assert set(there["result"]["latency_ms"]) == {"p50", "p90", "p99", "mean", "min", "std", "runs"}
+        assert there["result"]["latency_ms"]["runs"] >= FAST["min_runs"]
+        assert there["result"]["throughput_batch"] == 4 and there["result"]["peak_rss_mb"] > 0
+        assert there["host"]["cores"] and there["host"]["python"]
+    assert list((tmp_path / "remote").iterdir()) == []  # every run dir was removed
+    assert not list(job_dir.glob(".job-*"))  # the local backend cleaned up too
+
+
+def test_remote_run_dir_is_private(tmp_path, sshd):
+    device = profile(tmp_path, sshd)
+    remote_dir = ssh._prepare(device.connection, timeout=30)
+    try:
+        assert stat.S_IMODE(Path(remote_dir).stat().st_mode) == 0o700
+        assert Path(remote_dir).parent == tmp_path / "remote"
+    finally:
+        ssh._remove(device.connection, remote_dir, timeout=30)
+    assert not Path(remote_dir).exists()
+
+
+def test_runtime_missing_on_device_fails_that_variant_only(tmp_path, sshd, job_dir):
+    device = profile(tmp_path, sshd, python=str(fake_python(tmp_path, "onnxruntime")))
+    missing = run_variant(device, job_dir, ONNX, timeout=120)["result"]
+    assert not missing["ok"] and "onnxruntime is not installed" in missing["error"]
+    no_provider = run_variant(device, job_dir, job("qnn", "model.onnx", "onnxruntime",
+                                                   provider="QNNExecutionProvider"), timeout=120)["result"]
+    assert not no_provider["ok"]
+    unknown = run_variant(device, job_dir, job("trt", "model.onnx", "tensorrt"), timeout=120)["result"]
+    assert not unknown["ok"] and "no runtime for model.onnx" in unknown["error"]
+    measured = run_variant(device, job_dir, OPENVINO, timeout=120)["result"]
+    assert measured["ok"] and len(measured["predictions"]) == 32
+    assert list((tmp_path / "remote").iterdir()) == []
+
+
+def test_refused_port_is_a_clear_error(tmp_path, sshd, job_dir):
+    with pytest.raises(EdgeresError, match="connection refused") as info:
+        run_variant(profile(tmp_path, sshd, port=free_port()), job_dir, ONNX, timeout=60)
+    assert "hint:" in str(info.value)
+
+
+def test_wrong_key_is_an_auth_error(tmp_path, sshd, job_dir):
+    with pytest.raises(EdgeresError, match="authentication .* failed"):
+        run_variant(profile(tmp_path, sshd, key=str(sshd.other_key)), job_dir, ONNX, timeout=60)
+    with pytest.raises(EdgeresError, match="does not exist"):
+        run_variant(profile(tmp_path, sshd, key=str(tmp_path / "no-such-key")), job_dir, ONNX, timeout=60)
+
+
+def test_host_keys_are_checked(tmp_path, sshd, job_dir):
+    changed = tmp_path / "known_hosts_changed"
+    forged = " ".join((sshd.other_key.with_suffix(".pub")).read_text().split()[:2])
+    changed.write_text(f"[127.0.0.1]:{sshd.port} {forged}\n")
+    with pytest.raises(EdgeresError, match="has changed"):
+        run_variant(profile(tmp_path, sshd, known_hosts=str(changed)), job_dir, ONNX, timeout=60)
+    # A changed key is refused even when new hosts may be accepted.
+    with pytest.raises(EdgeresError, match="has changed"):
+        run_variant(profile(tmp_path, sshd, known_hosts=str(changed), accept_new_host_key=True), job_dir, ONNX,
+                    timeout=60)
+    unknown = tmp_path / "known_hosts_empty"
+    unknown.write_text("")
+    with pytest.raises(EdgeresError, match="not in known_hosts"):
+        run_variant(profile(tmp_path, sshd, known_hosts=str(unknown)), job_dir, ONNX, timeout=60)
+    accepted = run_variant(profile(tmp_path, sshd, known_hosts=str(unknown), accept_new_host_key=True),
+                           job_dir, ONNX, timeout=120)
+    host_key = (sshd.dir / "host_key.pub").read_text().split()[1]
+    assert accepted["result"]["ok"] and host_key in unknown.read_text()  # recorded (host name maybe hashed)
+
+
+def test_device_without_python_or_numpy(tmp_path, sshd, job_dir):
+    with pytest.raises(EdgeresError, match="python '/no/such/python3' is not found"):
+        run_variant(profile(tmp_path, sshd, python="/no/such/python3"), job_dir, ONNX, timeout=60)
+    with pytest.raises(EdgeresError, match="numpy is not installed"):
+        run_variant(profile(tmp_path, sshd, python=str(fake_python(tmp_path, "numpy"))), job_dir, ONNX,
+                    timeout=60)
+    assert list((tmp_path / "remote").iterdir()) == []
+
+
+def test_timeouts_stop_the_variant(tmp_path, sshd, job_dir):
+    endless = job("slow", "model.onnx", "onnxruntime", method={**FAST, "min_seconds": 600, "max_runs": 10**9})
+    there = run_variant(profile(tmp_path, sshd), job_dir, endless, timeout=3)["result"]
+    assert not there["ok"] and "timed out" in there["error"]
+    assert list((tmp_path / "remote").iterdir()) == []
+    here = local.run_variant(devices.get("cpu"), job_dir, endless, timeout=3)["result"]
+    assert not here["ok"] and "timed out" in here["error"]
+
+
+def test_local_runner_reports_a_rejected_file(tmp_path, job_dir):
+    (job_dir / "broken.onnx").write_bytes(b"not a model")
+    result = local.run_variant(devices.get("cpu"), job_dir, job("broken", "broken.onnx", "onnxruntime"),
+                               timeout=60)["result"]
+    assert not result["ok"] and "cannot load broken.onnx" in result["error"]
+    missing = ssh.run_variant(devices.get("raspberrypi"), job_dir, job("gone", "gone.onnx", "onnxruntime"), 60)
+    assert not missing["result"]["ok"] and "gone.onnx" in missing["result"]["error"]
