@@ -182,6 +182,28 @@ def dataset_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
     raise EdgeresError(f"unknown dataset {name!r}", hint=f"choose one of: {', '.join(DATASET_NAMES)}")
 
 
+def check_available(name: str, data_dir: Path | None = None) -> None:
+    """Fail early, with the install hint, when a dataset's files are not where they should be."""
+    if name == "fashion-mnist":
+        root = _fashion_dir(data_dir)
+        for prefix in ("train", "t10k"):
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+                if not any((root / f"{prefix}-{kind}{ext}").is_file() for ext in (".gz", "")):
+                    raise EdgeresError(f"Fashion-MNIST not found: no {prefix}-{kind}.gz in {root}",
+                                       hint="install it with `sudo apt-get install dataset-fashion-mnist`, or "
+                                            "pass --data DIR holding the four idx files")
+    elif name == "cifar10":
+        if data_dir is None:
+            raise EdgeresError("cifar10 needs --data DIR", hint="the directory of the python-pickle batches")
+        root = Path(data_dir) / "cifar-10-batches-py" if (Path(data_dir) / "cifar-10-batches-py").is_dir() \
+            else Path(data_dir)
+        if not (root / "test_batch").is_file():
+            raise EdgeresError(f"CIFAR-10 batches not found in {root}",
+                               hint="extract cifar-10-python.tar.gz and pass --data to its directory")
+    else:
+        dataset_info(name, data_dir)
+
+
 def _imagefolder_root(data_dir: Path | None) -> Path:
     if data_dir is None:
         raise EdgeresError("imagefolder needs --data DIR", hint="DIR must hold train/ and val/ with one "

@@ -108,6 +108,32 @@ def build(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
     return get_spec(name).builder(num_classes, in_channels)
 
 
+def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """The model an artifact's ``architecture`` records: the zoo model, with every layer listed under
+    ``channels`` (set by pruning: module name -> ``{"in", "out"}`` for Conv2d/Linear, ``{"features"}`` for
+    BatchNorm2d) rebuilt at its recorded width, so pruned checkpoints load as plain state_dicts."""
+    model = build(arch["name"], arch["num_classes"], arch["in_channels"])
+    for name, width in arch.get("channels", {}).items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise EdgeresError(f"the recorded architecture names a layer {name!r} that {arch['name']} "
+                               f"does not have") from None
+        if isinstance(old, nn.Conv2d):
+            new: nn.Module = nn.Conv2d(width["in"], width["out"], old.kernel_size, old.stride, old.padding,
+                                       old.dilation, old.groups, old.bias is not None, old.padding_mode)
+        elif isinstance(old, nn.BatchNorm2d):
+            new = nn.BatchNorm2d(width["features"], old.eps, old.momentum, old.affine, old.track_running_stats)
+        elif isinstance(old, nn.Linear):
+            new = nn.Linear(width["in"], width["out"], old.bias is not None)
+        else:
+            raise EdgeresError(f"the recorded architecture resizes {name!r}, a {type(old).__name__}; only "
+                               f"Conv2d, BatchNorm2d and Linear layers can be resized")
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, new)
+    return model
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     """A state_dict from a user checkpoint: a plain state_dict, a dict holding ``state_dict`` or

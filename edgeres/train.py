@@ -207,7 +207,7 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
 def load_fp32(artifact: Artifact) -> nn.Module:
     """The FP32 torch model of a ``train`` (or ``prune``) artifact."""
     arch = artifact.manifest["architecture"]
-    model = models.build(arch["name"], arch["num_classes"], arch["in_channels"])
+    model = models.build_from_architecture(arch)
     models.load_state_dict(model, models.read_state_dict(artifact.file("model.pt")), artifact.id)
     return model.eval()
 

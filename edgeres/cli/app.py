@@ -8,7 +8,7 @@ from typing import Callable
 
 import typer
 
-from edgeres.cli import bench_cmd, devices_cmd, export_cmd, info_cmd, models_cmd, quantize_cmd, report_cmd, train_cmd
+from edgeres.cli import bench_cmd, devices_cmd, export_cmd, info_cmd, models_cmd, prune_cmd, quantize_cmd, report_cmd, run_cmd, train_cmd
 
 app = typer.Typer(
     name="edgeres",
@@ -47,10 +47,12 @@ for name, command in {
     "eval": train_cmd.eval_,
     "info": info_cmd.info,
     "quantize": quantize_cmd.quantize,
+    "prune": prune_cmd.prune,
     "export": export_cmd.export,
     "devices": devices_cmd.devices,
     "bench": bench_cmd.bench,
     "report": report_cmd.report,
+    "run": run_cmd.run,
 }.items():
     app.command(name)(_guarded(command))
 

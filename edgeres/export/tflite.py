@@ -50,7 +50,7 @@ from edgeres.export.formats import PRECISIONS, ExportJob
 
 IO_TYPES = ("int8", "float")
 METADATA_NAME = "edgeres"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # so that the worker imports this very edgeres
 
 
 def export(job: ExportJob) -> Path:
@@ -115,11 +115,11 @@ def _run_worker(tmp: Path) -> None:
     """Convert in a subprocess; its console output goes to a log that is kept only on failure."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
                PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH")])))
     log_path = tmp / "worker.log"
     with open(log_path, "wb") as log:
         proc = subprocess.run([sys.executable, "-m", "edgeres.export.tflite", str(tmp / "config.json")],
-                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     if proc.returncode == 0 and (tmp / "model.tflite").is_file():
         return
     error_file = tmp / "error.txt"

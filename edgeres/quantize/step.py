@@ -186,7 +186,7 @@ def load_quantized(artifact: Artifact) -> nn.Module:
     from edgeres import models
 
     arch = artifact.manifest["architecture"]
-    float_model = fold_batchnorm(models.build(arch["name"], arch["num_classes"], arch["in_channels"]))
+    float_model = fold_batchnorm(models.build_from_architecture(arch))
     return engine.restore(float_model, artifact.path)
 
 

@@ -92,6 +92,7 @@ class TFLiteSession(Session):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "version": self.version, "interpreter": self.package, "threads": self.threads,
+                "input_shape": [int(d) for d in self._input["shape_signature"]],
                 "input_dtype": np.dtype(self._input["dtype"]).name,
                 "batch": self._fixed_batch if self._fixed_batch is not None else "dynamic"}
 

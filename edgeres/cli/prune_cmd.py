@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, WorkspaceOpt, workspace
+
+
+class Method(str, Enum):
+    l1 = "l1"
+    l2 = "l2"
+    taylor = "taylor"
+    bn_scale = "bn-scale"
+
+
+def prune(
+    model: Annotated[str, typer.Argument(help="Model name (its latest FP32 train artifact) or an artifact id/path.")],
+    ratio: Annotated[float, typer.Option(help="Fraction of channels to remove, in (0, 1); MACs fall roughly "
+                                              "with the square of the kept fraction.")] = 0.3,
+    method: Annotated[Method, typer.Option(help="Channel importance: group L1 / L2 weight norm, first-order "
+                                                "Taylor (loss gradient), or BatchNorm scale.")] = Method.l1,
+    global_pruning: Annotated[bool, typer.Option("--global/--uniform", help="Rank channels across all layers "
+                                                 "(--global) or remove the same fraction from every layer.")] = False,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="Fine-tune epochs after each pruning step (the "
+                                                             "best by validation accuracy is kept).")] = 3,
+    iterative: Annotated[int, typer.Option(min=1, help="Prune in this many equal steps, fine-tuning after "
+                                                       "each.")] = 1,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak fine-tune learning rate (one-cycle).")] = 0.01,
+    round_to: Annotated[Optional[int], typer.Option(min=1, help="Keep channel counts multiples of this "
+                                                                "(e.g. 8 or 16 for SIMD kernels).")] = None,
+    dataset: DatasetOpt = "fashion-mnist",
+    data: DataDirOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Fine-tune on a seeded subset of the training "
+                                                             "images.")] = None,
+    val_limit: Annotated[Optional[int], typer.Option(min=1, help="Validation images that pick the best "
+                                                                 "fine-tune epoch.")] = 2000,
+    eval_limit: EvalLimitOpt = None,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Structured channel pruning (Torch-Pruning DepGraph): a narrower model, fine-tuned, ready to quantize."""
+    from edgeres.prune import PruneRequest, run_prune
+
+    request = PruneRequest(model, ratio, method.value, global_pruning, finetune_epochs, iterative, lr, round_to,
+                           limit, val_limit, eval_limit, dataset, data)
+    print(run_prune(request, workspace(workspace_dir)).path)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, workspace
+
+
+def run(
+    recipe: Annotated[Path, typer.Argument(help="A recipe file, e.g. recipes/resnet18-fashion-int8-all.yaml.")],
+    device: Annotated[Optional[str], typer.Option(help="Bench on this device instead of the recipe's.")] = None,
+    from_step: Annotated[Optional[str], typer.Option("--from", help="Re-run from this step on.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run.")] = False,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Run a recipe: train -> prune -> quantize -> export -> bench, skipping unchanged steps."""
+    from edgeres import pipeline
+    from edgeres.console import out
+    from edgeres.recipe import load
+
+    result = pipeline.run(load(recipe), workspace(workspace_dir), from_step, device, dry_run)
+    if dry_run:
+        for o in result.outcomes:
+            out.print(f"{o.step:9s} {'skip (unchanged)' if o.status == 'skipped' else 'run'}")
+        return
+    from edgeres.report import table
+
+    for bench in result.bench:
+        out.print(table(bench.results))
+        out.print(f"plot: {bench.file('plot.png')}")

@@ -1,0 +1,191 @@
+"""``edgeres run RECIPE``: the recipe's steps in order, each producing its artifacts, resumable.
+
+Each step has a key: the hash of its options and of the artifacts it reads. The workspace remembers, per
+recipe, which artifacts each key produced (``.pipeline/<recipe>.json``, written atomically after every
+step). A re-run skips a step whose key is unchanged and whose artifacts still exist, so an interrupted
+run resumes after its last finished step and an unchanged recipe costs seconds. ``--from STEP`` re-runs
+that step and everything after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeres.console import say
+from edgeres.errors import EdgeresError
+from edgeres.recipe import STEP_ORDER, Recipe
+from edgeres.workspace import Artifact, Workspace
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str  # "ran" | "skipped" | "planned"
+    artifacts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    outcomes: list[StepOutcome]
+    bench: list[Any] = field(default_factory=list)  # BenchResult per device
+
+
+class _State:
+    """Step key -> artifact ids, per recipe, in the workspace."""
+
+    def __init__(self, ws: Workspace, recipe: Recipe):
+        self.path = ws.root / ".pipeline" / f"{recipe.name}.json"
+        try:
+            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.data = {}
+
+    def lookup(self, key: str, ws: Workspace) -> list[Artifact] | None:
+        ids = self.data.get(key)
+        if not ids:
+            return None
+        try:
+            return [ws.resolve(i) for i in ids]
+        except EdgeresError:
+            return None  # an artifact was deleted: run the step again
+
+    def record(self, key: str, artifacts: list[Artifact]) -> None:
+        self.data[key] = [a.id for a in artifacts]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
+
+
+def _key(step: str, recipe: Recipe, options: Any, inputs: list[str]) -> str:
+    payload = {"step": step, "model": recipe.model, "dataset": recipe.dataset, "data": str(recipe.data or ""),
+               "weights": recipe.weights, "options": options.model_dump(mode="json"), "inputs": inputs}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str | None = None,
+        dry_run: bool = False) -> RunResult:
+    """Execute (or with ``dry_run`` only plan) the recipe in ``ws``."""
+    if from_step is not None and from_step not in recipe.enabled_steps():
+        raise EdgeresError(f"--from {from_step!r} is not a step of recipe {recipe.name}",
+                           hint=f"its steps: {', '.join(recipe.enabled_steps())}")
+    if device is not None and recipe.steps.bench is not None:
+        from edgeres import devices
+
+        devices.get(device)  # unknown device: fail before any work
+        recipe.steps.bench.devices = [device]
+    state = _State(ws, recipe)
+    forced = False
+    unknown_inputs = False  # a step before would run: later keys cannot be known in a dry run
+    outcomes: list[StepOutcome] = []
+    current: dict[str, list[Artifact]] = {}
+    result = RunResult(outcomes)
+    for step in STEP_ORDER:
+        options = getattr(recipe.steps, step)
+        if options is None:
+            continue
+        forced = forced or step == from_step
+        inputs = [a.id for s in ("train", "prune", "quantize", "export") if s in current and s != step
+                  for a in current[s]]
+        key = _key(step, recipe, options, inputs)
+        found = None if forced or unknown_inputs else state.lookup(key, ws)
+        if found is not None:
+            current[step] = found
+            outcomes.append(StepOutcome(step, "skipped", [a.id for a in found]))
+            say(f"[dim]{step}: unchanged, skipped ({', '.join(a.id for a in found[:3])}"
+                f"{' ...' if len(found) > 3 else ''})[/]")
+            if step == "bench":
+                result.bench = [_saved_bench(a) for a in found]
+            continue
+        if dry_run:
+            outcomes.append(StepOutcome(step, "planned"))
+            say(f"{step}: would run")
+            unknown_inputs = True
+            continue
+        say(f"[bold]{step}[/]")
+        produced = _RUNNERS[step](recipe, options, ws, current, result)
+        state.record(key, produced)
+        current[step] = produced
+        outcomes.append(StepOutcome(step, "ran", [a.id for a in produced]))
+    return result
+
+
+def _saved_bench(artifact: Artifact):
+    from edgeres.bench import BenchResult
+
+    return BenchResult(artifact, json.loads((artifact.path / "results.json").read_text()))
+
+
+# -- the steps --------------------------------------------------------------------------------------
+def _float_source(current: dict[str, list[Artifact]]) -> Artifact:
+    for step in ("prune", "train"):
+        if step in current:
+            return current[step][0]
+    raise EdgeresError("internal: no FP32 model before this step")
+
+
+def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.train import TrainConfig, TrainRequest, run_train
+
+    config = TrainConfig(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, label_smoothing=o.label_smoothing,
+                         limit=o.limit)
+    return [run_train(TrainRequest(recipe.model, recipe.dataset, recipe.data, recipe.weights,
+                                   eval_limit=o.eval_limit, config=config), ws)]
+
+
+def _prune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.prune import PruneRequest, run_prune
+
+    source = current["train"][0].id if "train" in current else recipe.model
+    return [run_prune(PruneRequest(source, ratio=o.ratio, method=o.method, finetune_epochs=o.finetune_epochs,
+                                   iterative=o.iterative, limit=o.limit, eval_limit=o.eval_limit,
+                                   dataset=recipe.dataset, data_dir=recipe.data), ws)]
+
+
+def _quantize(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.quantize.step import QuantizeRequest, run_quantize
+
+    has_source = "train" in current or "prune" in current
+    source = _float_source(current).id if has_source else recipe.model
+    weights = Path(recipe.weights) if recipe.weights and not has_source and recipe.weights != "imagenet" else None
+    return [run_quantize(QuantizeRequest(source, recipe.dataset, recipe.data, weights, o.calib_samples, o.estimator,
+                                         o.bias_correction, o.method == "qat", o.epochs, o.lr, o.train_limit,
+                                         o.max_drop, False, False, o.val_limit, o.eval_limit), ws)]
+
+
+def _export(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.export.step import ExportRequest, run_export
+
+    if "quantize" in current:
+        source = current["quantize"][0].id
+    elif "train" in current or "prune" in current:
+        source = _float_source(current).id
+    else:
+        source = recipe.model
+    options = {"io": o.io} if "tflite" in o.targets else {}
+    return run_export(ExportRequest(list(o.targets), list(o.precisions), source, options, o.verify, o.verify_limit,
+                                    o.calib_samples), ws)
+
+
+def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.bench import BenchRequest, run_bench
+
+    model = current["export"][0].id if "export" in current else None
+    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds}.items() if v is not None}
+    produced = []
+    for device in o.devices:
+        bench = run_bench(BenchRequest(device, model, eval_limit=o.eval_limit, threads=o.threads,
+                                       estimate=o.estimate, method=method, data_dir=recipe.data), ws)
+        result.bench.append(bench)
+        produced.append(bench.artifact)
+    return produced
+
+
+_RUNNERS: dict[str, Callable[..., list[Artifact]]] = {
+    "train": _train, "prune": _prune, "quantize": _quantize, "export": _export, "bench": _bench,
+}

@@ -1,0 +1,150 @@
+"""Recipes are validated before any work, run end to end, skip what has not changed and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def _fake_cifar(root: Path) -> None:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(root / name, "wb") as fh:
+            pickle.dump({"data": rng.integers(0, 255, (10, 3072), dtype=np.uint8),
+                         "labels": [int(v) for v in rng.integers(0, 10, 10)]}, fh)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_every_shipped_recipe_validates_and_plans(recipe, tmp_path):
+    text = recipe.read_text()
+    if "cifar10" in text:
+        _fake_cifar(tmp_path / "cifar-10-batches-py")
+        recipe = tmp_path / recipe.name
+        recipe.write_text(text)
+    result = run_cli("run", str(recipe), "--dry-run", workspace=tmp_path / "ws")
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "run" in result.stdout
+    assert not (tmp_path / "ws").exists() or not [p for p in (tmp_path / "ws").iterdir() if not p.name.startswith(".")]
+
+
+BASE = {"name": "t", "model": "resnet20", "steps": {"train": {"epochs": 1}, "quantize": {},
+                                                    "export": {"targets": ["onnx"]}, "bench": {"devices": ["cpu"]}}}
+
+
+def _with(**changes):
+    recipe = json.loads(json.dumps(BASE))
+    for dotted, value in changes.items():
+        node = recipe
+        *path, last = dotted.split(".")
+        for p in path:
+            node = node[p]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    return recipe
+
+
+@pytest.mark.parametrize("recipe,needle", [
+    ("name: [unclosed", "not valid YAML at line 1"),
+    ("- just\n- a list\n", "must be a mapping"),
+    (_with(colour="red"), "colour: unknown key"),
+    (_with(**{"steps.quantize": {"calib_samples": "many"}}), "steps.quantize.calib_samples"),
+    (_with(**{"steps.distill": {}}), "steps.distill: unknown key"),
+    (_with(**{"steps.export": {"targets": ["coreml"]}}), "steps.export.targets.0"),
+    (_with(**{"steps.quantize": None}), "int8 but there is no quantize step"),
+    (_with(**{"steps.bench": {"devices": ["toaster"]}}), "unknown device"),
+    (_with(**{"steps.export": {"targets": ["onnx"]}, "steps.bench": {"devices": ["coral-edgetpu"]}}),
+     "runs none of the export targets"),
+    (_with(model="resnet19"), "unknown model"),
+    (_with(data="/nonexistent/fashion"), "apt-get install dataset-fashion-mnist"),
+])
+def test_bad_recipes_are_refused_up_front(recipe, needle, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe if isinstance(recipe, str) else yaml.safe_dump(recipe))
+    result = run_cli("run", str(path), workspace=tmp_path / "ws")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert needle in result.stderr and str(path) in result.stderr, result.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+SMALL = {
+    "name": "small", "model": "resnet20",
+    "steps": {
+        "train": {"epochs": 1, "limit": 1500, "eval_limit": 200},
+        "quantize": {"calib_samples": 64, "val_limit": 200, "eval_limit": 200},
+        "export": {"targets": ["onnx", "openvino"], "precisions": ["fp32", "int8"], "verify_limit": 100},
+        "bench": {"devices": ["cpu"], "eval_limit": 100, "min_runs": 5, "min_seconds": 0},
+    },
+}
+
+
+def test_recipe_end_to_end_then_skips_then_reruns_from_a_step(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    first = run_cli("run", str(path), workspace=tmp_path / "ws")
+    assert first.returncode == 0, first.stderr
+    assert "onnx" in first.stdout and "plot:" in first.stdout
+    kinds = sorted(p.name.split("-")[0] for p in (tmp_path / "ws").iterdir() if not p.name.startswith("."))
+    assert kinds == ["bench", "export", "export", "export", "export", "quantize", "train"]
+
+    start = time.perf_counter()
+    again = run_cli("run", str(path), workspace=tmp_path / "ws")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("unchanged, skipped") == 4
+    assert time.perf_counter() - start < 60  # generous: the point is no step re-ran (no wall-clock claim)
+
+    rerun = run_cli("run", str(path), "--from", "export", workspace=tmp_path / "ws")
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stderr.count("unchanged, skipped") == 2
+    kinds = [p.name.split("-")[0] for p in (tmp_path / "ws").iterdir() if not p.name.startswith(".")]
+    assert kinds.count("export") == 8 and kinds.count("bench") == 2
+
+
+def test_interrupted_run_resumes_after_the_last_finished_step(tmp_path):
+    path = tmp_path / "small.yaml"
+    recipe = json.loads(json.dumps(SMALL))
+    recipe["steps"]["export"]["targets"] = ["onnx", "openvino", "tflite"]
+    path.write_text(yaml.safe_dump(recipe))
+    ws = tmp_path / "ws"
+    env = dict(os.environ, EDGERES_WORKSPACE=str(ws))
+    proc = subprocess.Popen([sys.executable, "-m", "edgeres", "run", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    state = ws / ".pipeline" / "small.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (state.exists() and len(json.loads(state.read_text())) >= 2):
+        time.sleep(0.5)
+    time.sleep(2)  # inside the export step
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    finished = {p.name.split("-")[0] for p in ws.iterdir() if not p.name.startswith(".")}
+    assert {"train", "quantize"} <= finished and "bench" not in finished
+    resumed = run_cli("run", str(path), workspace=ws)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "train: unchanged, skipped" in resumed.stderr and "quantize: unchanged, skipped" in resumed.stderr
+
+
+def test_device_override_and_unknown_from_step(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    result = run_cli("run", str(path), "--from", "prune", "--dry-run", workspace=tmp_path / "ws")
+    assert result.returncode != 0 and "not a step of recipe small" in result.stderr
+    result = run_cli("run", str(path), "--device", "toaster", "--dry-run", workspace=tmp_path / "ws")
+    assert result.returncode != 0 and "unknown device" in result.stderr
