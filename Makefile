@@ -18,9 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/edgeres quantize resnet18 --int8 --workspace $(WORKSPACE)
-	$(BIN)/edgeres export --target all --precision all --workspace $(WORKSPACE)
-	$(BIN)/edgeres bench --device cpu --workspace $(WORKSPACE)
+	$(BIN)/edgeres run recipes/resnet18-fashion-int8-all.yaml --workspace $(WORKSPACE)
 
 test: setup
 	$(BIN)/pytest -q

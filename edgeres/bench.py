@@ -6,7 +6,11 @@ The variants are the newest export artifact per (format, precision) of one linea
 over ssh) with the runner's method on the same real test images, preprocessed as the model was trained;
 the baseline is that FP32 artifact in PyTorch on this machine (``edgeres.baseline``). Rows that cannot
 be measured are estimated only when asked (``--estimate``) or when an ssh device is unreachable, and
-are always labelled ``estimated``. A variant that fails is marked failed and the others go on.
+are always labelled ``estimated``. Rows run on an emulation of the device (``--emulate``: qemu-user for
+aarch64 boards; an unreachable board whose emulation is set up; Qualcomm's HTP emulator on x86) are
+labelled ``emulated``: their top-1 is the device's, beside this host's run of the same file and the
+estimated latency; the emulator's own speed never stands as the device's latency. A variant that fails
+is marked failed and the others go on.
 The result is a ``bench`` artifact with JSON, CSV, Markdown and PNG reports (``edgeres.report``).
 """
 
@@ -30,6 +34,9 @@ from edgeres.workspace import Artifact, Workspace
 MODEL_KINDS = ("train", "prune")  # the FP32 root of a lineage
 # On this host, for the top-1 of estimated rows: one timed run, since the latency is not used.
 ACCURACY_ONLY = {"warmup": 0, "min_runs": 1, "min_seconds": 0.0, "max_runs": 1, "throughput_batch": 1}
+# Every row has these, None where not measured (estimated or failed rows), so that tables stay uniform.
+MEASURES = ("status", "error", "top1", "top1_where", "n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs",
+            "throughput_ips", "throughput_batch", "peak_rss_mb", "load_seconds")
 
 
 @dataclass
@@ -47,6 +54,7 @@ class BenchRequest:
     devices_dir: Path | None = None
     data_dir: Path | None = None
     timeout: float = 900.0  # per variant, seconds
+    emulate: bool = False  # run on the device's emulation here (qemu-user for aarch64 boards), accuracy only
 
 
 @dataclass
@@ -103,8 +111,7 @@ def select_variants(ws: Workspace, ref: str | None, formats: list[str],
                     precisions: list[str]) -> tuple[Artifact, list[Artifact]]:
     """The lineage's root and its newest export per (format, precision), in the format table's order."""
     index = {a.id: a for a in ws.artifacts()}
-    exports = [a for a in index.values() if a.kind == "export"]
-    exports.sort(key=lambda a: a.manifest.get("created", ""), reverse=True)
+    exports = [a for a in index.values() if a.kind == "export"]  # newest first
     picked = None
     if ref is not None:
         try:
@@ -125,8 +132,9 @@ def select_variants(ws: Workspace, ref: str | None, formats: list[str],
     newest: dict[tuple[str, str], Artifact] = {}
     for a in exports:
         key = (a.manifest.get("format"), a.manifest.get("precision"))
-        if key[0] in formats and key[1] in precisions and key not in newest and _root(a, index) is root:
-            newest[key] = a
+        if key[0] in formats and key[1] in precisions and key not in newest:
+            if getattr(_root(a, index), "id", None) == root.id:
+                newest[key] = a
     variants = [newest[(f, p)] for f in FORMATS for p in PRECISIONS if (f, p) in newest]
     if not variants:
         raise EdgeresError(f"no {'/'.join(formats)} {'/'.join(precisions)} export of {root.describe()}",
@@ -167,22 +175,29 @@ def _runtime_device(runtime: str, options: dict[str, Any]) -> str:
 def _variant_row(variant: Artifact, where: str, options: dict[str, Any]) -> dict[str, Any]:
     m = variant.manifest
     verify = m.get("metrics", {}).get("verify") or {}
-    return {"variant": f"{m['format']} {m['precision']}", "role": "variant", "artifact": variant.id,
-            "format": m["format"], "precision": m["precision"], "runtime": m["runtime"],
+    return {**dict.fromkeys(MEASURES), "variant": f"{m['format']} {m['precision']}", "role": "variant",
+            "artifact": variant.id, "format": m["format"], "precision": m["precision"], "runtime": m["runtime"],
             "device": _runtime_device(m["runtime"], options), "where": where, "threads": options.get("threads"),
             "size_bytes": m.get("metrics", {}).get("size_bytes"),
             "verify_top1": verify.get("top1"), "verify_n": verify.get("n")}
 
 
-def _fill(row: dict[str, Any], report: dict[str, Any], status: str) -> list[int] | None:
+def _fill(row: dict[str, Any], report: dict[str, Any]) -> list[int] | None:
     """Copy a runner report into ``row``; the predictions (for agreement) are returned, not stored."""
     result = report["result"]
     if not result.get("ok"):
         row.update(status="failed", error=result.get("error") or "no result")
         return None
-    latency = result["latency_ms"]
     info = result.get("info") or {}
-    row.update(status=status, error=None, top1=result["top1"], n=result["n"],
+    if info.get("partitioning"):  # an execution provider that left nodes to the CPU (e.g. an NPU)
+        row["partitioning"] = info["partitioning"]
+    if result.get("emulated"):  # the device's numerics at an emulator's speed: no latency_ms, by design
+        row.update(status="emulated", error=None, emulated=result["emulated"], top1=result["top1"], n=result["n"],
+                   emulated_p50_ms=result["emulated_latency_ms"]["p50"], load_seconds=result.get("load_seconds"),
+                   threads=info.get("threads", row.get("threads")), device=info.get("device", row["device"]))
+        return result.get("predictions")
+    latency = result["latency_ms"]
+    row.update(status="measured", error=None, top1=result["top1"], n=result["n"],
                p50_ms=latency["p50"], p90_ms=latency["p90"], p99_ms=latency["p99"], mean_ms=latency["mean"],
                runs=latency["runs"], throughput_ips=result.get("throughput_ips"),
                throughput_batch=result.get("throughput_batch"), peak_rss_mb=result.get("peak_rss_mb"),
@@ -191,19 +206,18 @@ def _fill(row: dict[str, Any], report: dict[str, Any], status: str) -> list[int]
     return result.get("predictions")
 
 
-def _measure_baseline(root: Artifact, x: np.ndarray, y: np.ndarray, method: dict, threads: int | None) -> tuple[dict, list | None, dict]:
+def _measure_baseline(root: Artifact, x: np.ndarray, y: np.ndarray, method: dict,
+                      threads: int | None) -> tuple[dict, list | None, dict]:
     from edgeres import baseline
     from edgeres.evaluate import load_model
 
     where = baseline.device()
-    row = {"variant": baseline.label(where), "role": "baseline", "artifact": root.id, "format": "torch",
-           "precision": "fp32", "runtime": "torch", "device": where, "where": "host", "threads": threads,
-           "size_bytes": root.file("model.pt").stat().st_size}
+    row = {**dict.fromkeys(MEASURES), "variant": baseline.label(where), "role": "baseline", "artifact": root.id,
+           "format": "torch", "precision": "fp32", "runtime": "torch", "device": where, "where": "host",
+           "threads": threads, "size_bytes": root.file("model.pt").stat().st_size}
     say(f"measuring the baseline, {row['variant']}")
     report = baseline.measure(load_model(root), x, y, method, threads)
-    predictions = _fill(row, report, "measured")
-    row["peak_rss_mb"] = None  # in-process: the benchmark's memory, not the model's
-    return row, predictions, report["host"]
+    return row, _fill(row, report), report["host"]
 
 
 def _macs_params(root: Artifact) -> tuple[float, float]:
@@ -221,8 +235,9 @@ def _macs_params(root: Artifact) -> tuple[float, float]:
     return counter.get_total_flops() / 2, float(sum(p.numel() for p in model.parameters()))
 
 
-def _estimate(row: dict, profile, cost: tuple[float, float], host_report: dict) -> None:
-    """An estimated row: latency from the profile's figures, top-1 from this host (same file, same images)."""
+def _estimate(row: dict, profile, cost: tuple[float, float], host_report: dict) -> list[int] | None:
+    """An estimated row: latency from the profile's figures, top-1 from this host (same file, same images);
+    the host's predictions are returned."""
     from edgeres.backends.estimate import estimate_latency_ms
 
     estimate = estimate_latency_ms(profile, cost[0], cost[1], row["size_bytes"], row["precision"])
@@ -230,10 +245,11 @@ def _estimate(row: dict, profile, cost: tuple[float, float], host_report: dict) 
                estimate={k: estimate[k] for k in ("bound", "compute_ms", "memory_ms", "macs", "weight_bytes",
                                                   "assumptions", "sources")})
     result = host_report["result"]
-    if result.get("ok"):
-        row.update(top1=result["top1"], n=result["n"])
-    else:
-        row.update(top1=None, top1_error=result.get("error"))
+    if not result.get("ok"):
+        row["error"] = f"no top-1: {result.get('error')}"
+        return None
+    row.update(top1=result["top1"], n=result["n"])
+    return result.get("predictions")
 
 
 def _compare(rows: list[dict], baseline: dict, predictions: dict[str, list | None], device: str) -> list[str]:
@@ -258,24 +274,69 @@ def _compare(rows: list[dict], baseline: dict, predictions: dict[str, list | Non
 
 
 def _mode(req: BenchRequest, profile) -> tuple[bool, list[str]]:
-    """Whether rows are estimated, and why when the user did not ask for it."""
+    """Whether rows are estimated, and why when the user did not ask for it: a device that cannot be
+    used now (ssh host unreachable, runtime / delegate / NPU missing here) gives estimates, labelled."""
     if req.estimate:
         if profile.estimate is None:
             raise EdgeresError(f"device {profile.name} has no estimate figures",
                                hint=f"add an `estimate:` section to {profile.path}, or bench without --estimate")
         return True, []
-    if profile.connection.type != "ssh":
+    usable, why = devices.usable(profile)
+    if usable:
         return False, []
-    reachable, why = devices.usable(profile)
-    if reachable:
-        return False, []
-    how = (f"to measure on the real device, set connection.host/user/key in {profile.path} (or a copy of it "
-           f"in --devices-dir)")
+    if profile.connection.type == "ssh":
+        how = (f"to measure on the real device, set connection.host/user/key in {profile.path} "
+               "(or in a copy of it in --devices-dir)")
+        if profile.emulation is not None:
+            how += (f"; for its accuracy on its own kernels here: `edgeres devices --setup {profile.name}`, then "
+                    f"`edgeres bench --device {profile.name} --emulate`")
+    else:
+        how = "install what is missing to measure here (`edgeres devices` shows it)"
     if profile.estimate is None:
-        raise EdgeresError(f"device {profile.name} is not reachable: {why}", hint=how)
-    note = f"{profile.name} is not reachable ({why}): rows are estimated, not measured; {how}"
+        raise EdgeresError(f"device {profile.name} cannot be used now: {why}", hint=how)
+    note = f"{profile.name} cannot be used now ({why}): rows are estimated, not measured; {how}"
     say(f"[yellow]warning:[/] {note}")
     return True, [note]
+
+
+def _stand_in(req: BenchRequest, profile):
+    """The profile to run: its emulation when asked (``--emulate``), or when its ssh device cannot be
+    reached and its emulation is set up here (said so); else the profile itself."""
+    if req.emulate:
+        if req.estimate:
+            raise EdgeresError("--emulate and --estimate exclude each other",
+                               hint="--emulate already gives the estimated latency beside the emulated accuracy")
+        emulated = devices.emulated(profile)
+        ready, why = devices.usable(emulated)
+        if not ready:
+            raise EdgeresError(f"cannot run {profile.name} emulated: {why}")
+        return emulated
+    if req.estimate or profile.connection.type != "ssh" or profile.emulation is None:
+        return profile
+    reachable, why = devices.usable(profile)
+    emulated = devices.emulated(profile)
+    if reachable or not devices.usable(emulated)[0]:
+        return profile
+    say(f"[yellow]warning:[/] {profile.name} is not reachable ({why}): running its emulation here instead "
+        f"(accuracy on its own kernels; latency estimated); to measure on the real device, set "
+        f"connection.host/user/key in {profile.path}")
+    return emulated
+
+
+def _emulated_extras(row: dict, profile, cost: tuple[float, float], host_report: dict,
+                     predictions: list | None) -> None:
+    """Beside an emulated row: this host's run of the same file (top-1, agreement) and the estimate."""
+    from edgeres.backends.estimate import estimate_latency_ms
+
+    result = host_report["result"]
+    if result.get("ok") and predictions is not None:
+        row.update(host_top1=result["top1"], host_agreement=float(
+            np.mean(np.asarray(predictions) == np.asarray(result["predictions"])) * 100))
+    if profile.estimate is not None:
+        estimate = estimate_latency_ms(profile, cost[0], cost[1], row["size_bytes"], row["precision"])
+        row.update(estimated_p50_ms=estimate["latency_ms"],
+                   estimate={k: estimate[k] for k in ("bound", "compute_ms", "memory_ms", "macs", "weight_bytes",
+                                                      "assumptions", "sources")})
 
 
 def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: dict, estimated: bool,
@@ -305,7 +366,7 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
                 host_report = backends.run_variant(host_profile, job_dir, {**job, "method": ACCURACY_ONLY}, req.timeout)
             else:
                 host_report = backends.failed(job, f"this host's profile has no {runtime} runtime", "local")
-            _estimate(row, profile, cost, host_report)
+            predictions[variant.id] = _estimate(row, profile, cost, host_report)
             continue
         say(f"measuring {row['variant']} on {profile.name}")
         try:
@@ -314,10 +375,18 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
             device_error = exc.args[0]
             row.update(status="failed", error=device_error)
             continue
-        predictions[variant.id] = _fill(row, device_report, "measured")
+        predictions[variant.id] = _fill(row, device_report)
         device_host = device_host or device_report.get("host")
         if row["status"] == "measured":
             say(f"  p50 {row['p50_ms']:.3g} ms, p90 {row['p90_ms']:.3g} ms, top-1 {row['top1']:.2f}%")
+        if row["status"] == "emulated":
+            reference = devices.get("cpu", req.devices_dir)
+            job["variant"]["options"] = devices.runtime_options(reference, runtime, req.threads)
+            host_report = backends.run_variant(reference, job_dir, {**job, "method": ACCURACY_ONLY}, req.timeout)
+            cost = cost or _macs_params(root)
+            _emulated_extras(row, profile, cost, host_report, predictions[variant.id])
+            say(f"  top-1 {row['top1']:.2f}% emulated ({row['emulated']}), "
+                f"{row.get('host_agreement', float('nan')):.1f}% agreement with this host's run of the same file")
     for row in rows:
         if row["status"] == "failed":
             say(f"[red]failed[/] {row['variant']}: {row['error']}")
@@ -335,7 +404,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     method = _method(req.method)
     if req.eval_limit is not None and req.eval_limit < 1:
         raise EdgeresError("--eval-limit must be at least 1")
-    profile = devices.get(req.device, req.devices_dir)
+    profile = _stand_in(req, devices.get(req.device, req.devices_dir))
     root, variants = select_variants(ws, req.model, formats, precisions)
     runs_here = profile.runtimes.names()
     skipped = [{"variant": f"{v.manifest['format']} {v.manifest['precision']}", "artifact": v.id,
@@ -370,7 +439,8 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         "model": root.manifest["model"], "dataset": root.manifest["dataset"], "root": root.id,
         "device": {"name": profile.name, "description": profile.description, "arch": profile.arch,
                    "connection": profile.describe_connection(), "profile": str(profile.path)},
-        "mode": "estimated" if estimated else "measured",
+        "mode": "estimated" if estimated else "emulated" if any(r["status"] == "emulated" for r in rows)
+        else "measured",
         "host": {**host, "baseline_device": baseline_row["device"]},
         "device_host": None if local else device_host,
         "method": method, "eval": {"split": "test", "n": int(len(y)), "limit": req.eval_limit},

@@ -77,19 +77,11 @@ def _fashion_dir(data_dir: Path | None) -> Path:
 
 
 def _load_fashion(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    check_available("fashion-mnist", data_dir)
     root = _fashion_dir(data_dir)
     prefix = "train" if train else "t10k"
-    files = []
-    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        candidates = [root / f"{prefix}-{kind}.gz", root / f"{prefix}-{kind}"]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise EdgeresError(
-                f"Fashion-MNIST not found: no {candidates[0].name} in {root}",
-                hint="install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data DIR "
-                     "holding the four idx files",
-            )
-        files.append(found)
+    files = [next(p for p in (root / f"{prefix}-{kind}.gz", root / f"{prefix}-{kind}") if p.is_file())
+             for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
     images, labels = _read_idx(files[0]), _read_idx(files[1])
     if len(images) != len(labels):
         raise EdgeresError(f"Fashion-MNIST in {root}: {len(images)} images but {len(labels)} labels")

@@ -12,6 +12,7 @@ Public API::
     load_all(devices_dir=None) -> dict[str, Profile]       built-in + user profiles, by name
     get(name, devices_dir=None) -> Profile                 by name (or a path to a .yaml file)
     usable(profile, runtime=None) -> (bool, reason)        can it run here, now?
+    emulated(profile) -> Profile                           the profile run emulated here (--emulate)
     runtime_options(profile, runtime, threads=None) -> dict  keyword arguments for runtimes.open_session
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import platform
 import site
 import socket
 import sys
@@ -97,7 +99,26 @@ class SshConnection(_Strict):
         return f"{self.user}@{self.host}"
 
 
-Connection = Annotated[Union[LocalConnection, SshConnection], Field(discriminator="type")]
+# qemu's models of real cores (Debian 12's qemu 7.2 has these). Not "max": under qemu 7.2 it offers
+# instructions whose emulation gave XNNPACK's int8 kernels wrong results.
+QemuCpu = Literal["cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76", "neoverse-n1", "a64fx"]
+
+
+class Emulation(_Strict):
+    """How an aarch64 device is emulated here (``edgeres bench --emulate``): qemu-user with ``cpu``'s
+    instruction set, in the arm64 root of ``edgeres devices --setup``. Numerics, not speed."""
+
+    cpu: QemuCpu
+
+
+class EmulatedConnection(Emulation):
+    """Runs here, emulated: the runner under qemu-aarch64 in the arm64 root (``edgeres.emulation``)."""
+
+    type: Literal["emulated"]
+
+
+Connection = Annotated[Union[LocalConnection, SshConnection, EmulatedConnection], Field(discriminator="type")]
+_CONNECTIONS = {"local": LocalConnection, "ssh": SshConnection, "emulated": EmulatedConnection}
 
 
 class TorchSettings(_Strict):
@@ -143,7 +164,14 @@ class Profile(_Strict):
     threads: Optional[int] = Field(None, ge=1)  # None: every core of the device
     runtimes: Runtimes
     estimate: Optional[Estimate] = None
+    emulation: Optional[Emulation] = None  # how `--emulate` stands in for the device here
     _path: Optional[Path] = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _emulation_is_aarch64(self) -> "Profile":
+        if (self.emulation or isinstance(self.connection, EmulatedConnection)) and self.arch != "aarch64":
+            raise ValueError("emulation (qemu-aarch64) needs arch: aarch64")
+        return self
 
     @property
     def path(self) -> Path | None:
@@ -151,6 +179,8 @@ class Profile(_Strict):
 
     def describe_connection(self) -> str:
         c = self.connection
+        if isinstance(c, EmulatedConnection):
+            return f"emulated (qemu-aarch64, {c.cpu})"
         return f"ssh {c.target}:{c.port}" if isinstance(c, SshConnection) else c.type
 
 
@@ -184,15 +214,15 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def _describe_error(error: dict, data: dict) -> str:
-    # The discriminated union adds the tag ("ssh", "local") to the location; users never wrote it.
+    # The discriminated union adds the tag ("ssh", "local", "emulated") to the location; users never wrote it.
     loc = tuple(p for i, p in enumerate(error["loc"])
-                if not (i == 1 and error["loc"][0] == "connection" and p in ("local", "ssh")))
+                if not (i == 1 and error["loc"][0] == "connection" and p in _CONNECTIONS))
     key = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         if loc[:1] == ("connection",) and isinstance(data.get("connection"), dict):
-            parent = SshConnection if data["connection"].get("type") == "ssh" else LocalConnection
+            parent = _CONNECTIONS.get(data["connection"].get("type"), LocalConnection)
         allowed = [f for f in parent.model_fields if f != "name"] if parent else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         suggestion = f"; did you mean {close[0]!r}?" if close else ""
@@ -200,7 +230,7 @@ def _describe_error(error: dict, data: dict) -> str:
     if kind == "missing":
         return f"missing key {key!r}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return f"{key}.type: expected 'local' or 'ssh'"
+        return f"{key}.type: expected 'local', 'ssh' or 'emulated'"
     got = error.get("input")
     got_text = f", got {got!r}" if got is not None and not isinstance(got, (dict, list)) else ""
     message = error["msg"].removeprefix("Value error, ").replace("Input should be", "expected")
@@ -264,6 +294,18 @@ def get(name: str, devices_dir: Path | str | None = None) -> Profile:
                        hint=f"{hint}add your own as <name>.yaml in --devices-dir or ${ENV_DIR}")
 
 
+def emulated(profile: Profile) -> Profile:
+    """``profile`` with its connection replaced by its ``emulation`` (``edgeres bench --emulate``)."""
+    if isinstance(profile.connection, EmulatedConnection):
+        return profile
+    if profile.emulation is None:
+        raise EdgeresError(f"device {profile.name} cannot be emulated here (its profile has no emulation section)",
+                           hint="aarch64 boards can be: add `emulation: {cpu: cortex-a72}` (a qemu CPU model) "
+                                f"to {profile.path}")
+    connection = EmulatedConnection(type="emulated", cpu=profile.emulation.cpu)
+    return profile.model_copy(update={"connection": connection})
+
+
 # -- what a variant needs ---------------------------------------------------------------------------
 def runtime_options(profile: Profile, runtime: str, threads: int | None = None) -> dict[str, Any]:
     """Keyword arguments for ``edgeres.runtimes.open_session`` from the profile's settings of ``runtime``.
@@ -303,6 +345,10 @@ def _runtime_here(runtime: str, settings: Any) -> tuple[bool, str]:
         except ImportError:
             return False, "onnxruntime is not installed"
         providers = ort.get_available_providers()
+        if settings.provider == "QNNExecutionProvider" and settings.provider not in providers \
+                and importlib.util.find_spec("onnxruntime_qnn") is not None:  # the plugin, registered per session
+            emulator = "" if platform.machine().lower() in ("aarch64", "arm64") else ": Qualcomm's emulator"
+            return True, f"onnxruntime (QNNExecutionProvider, onnxruntime-qnn{emulator})"
         if settings.provider not in providers:
             return False, f"onnxruntime has no {settings.provider} here (has: {', '.join(providers)})"
         return True, f"onnxruntime ({settings.provider})"
@@ -349,15 +395,32 @@ def _reachable(connection: SshConnection) -> tuple[bool, str]:
     return True, f"ssh host {where} reachable (runtimes are checked on the device)"
 
 
+def _emulation_ready(profile: Profile) -> tuple[bool, str]:
+    from edgeres import emulation
+
+    try:
+        emulation.qemu()
+        root = emulation.ready_root(profile.name)
+    except EdgeresError as exc:
+        return False, f"{exc.args[0]} ({exc.hint})"
+    present = [root.runtimes[name] for name in profile.runtimes.names() if name in root.runtimes]
+    if not present:
+        return False, f"the arm64 root has none of its runtimes ({', '.join(profile.runtimes.names())})"
+    return True, f"emulated, qemu-aarch64 {profile.connection.cpu}: {', '.join(present)} (accuracy, not speed)"
+
+
 def usable(profile: Profile, runtime: str | None = None) -> tuple[bool, str]:
     """Whether the device can run now, and why (not).
 
-    ssh devices: a short TCP connect to the host's ssh port. Local devices: each runtime (or just
-    ``runtime``) importable here with its execution provider / OpenVINO device / delegate / CUDA; the
-    profile is usable when at least one of its runtimes is.
+    ssh devices: a short TCP connect to the host's ssh port. Emulated devices: qemu-aarch64 and a
+    finished arm64 root holding one of its runtimes. Local devices: each runtime (or just ``runtime``)
+    importable here with its execution provider / OpenVINO device / delegate / CUDA; the profile is
+    usable when at least one of its runtimes is.
     """
     if isinstance(profile.connection, SshConnection):
         return _reachable(profile.connection)
+    if isinstance(profile.connection, EmulatedConnection):
+        return _emulation_ready(profile)
     names = [runtime] if runtime is not None else profile.runtimes.names()
     results = {}
     for name in names:

@@ -3,7 +3,8 @@
 Every renderer takes the results dict that ``edgeres.bench`` saves as ``results.json``, so that
 ``edgeres report`` can redraw a saved benchmark without measuring again. Estimated rows are never
 shown as if measured: their status says ``estimated``, their latencies carry a ``~``, and the plot
-draws them hollow and labels them.
+draws them hollow and labels them. Emulated rows (the device's accuracy, from an emulator) say
+``emulated`` and show only the estimated latency, with a ``~``: never the emulator's own speed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp",
 CSV_FIELDS = ("variant", "role", "status", "error", "format", "precision", "runtime", "device", "where", "threads",
               "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs",
               "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio", "peak_rss_mb",
-              "load_seconds", "verify_top1", "verify_n", "artifact")
+              "load_seconds", "verify_top1", "verify_n", "emulated", "emulated_p50_ms", "estimated_p50_ms",
+              "host_top1", "host_agreement", "artifact")
 FILES = {"json": "results.json", "csv": "results.csv", "md": "results.md", "png": "plot.png"}
 _FORMAT_COLORS = {"torch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tflite": "tab:orange"}
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -36,19 +38,23 @@ def status_text(row: dict[str, Any]) -> str:
     if row["status"] == "failed":
         return f"failed: {row.get('error')}"
     if row["status"] == "estimated":
-        return "estimated" + (" (top-1 on this host)" if row.get("top1") is not None else "")
+        return "estimated" + (" (top-1 on this host)" if row.get("top1") is not None else f" ({row.get('error')})")
+    if row["status"] == "emulated":
+        latency = "latency estimated" if row.get("estimated_p50_ms") is not None else "no latency"
+        return f"emulated ({row['emulated']}): top-1 only, {latency}"
     return "measured" + (" (reference)" if row["role"] == "baseline" else "")
 
 
 def cells(row: dict[str, Any]) -> list[str]:
     """The values of ``COLUMNS`` for one row, as text."""
-    approx = "~" if row["status"] == "estimated" else ""
+    approx = "~" if row["status"] in ("estimated", "emulated") else ""
+    p50 = row.get("estimated_p50_ms") if row["status"] == "emulated" else row.get("p50_ms")
     where = " (this host)" if row["role"] == "baseline" else ""
     size = row.get("size_bytes")
     return [
         row["variant"], f"{row['runtime']} / {row['device']}{where}", row["precision"], _num(row.get("top1")),
         "ref" if row["role"] == "baseline" else _num(row.get("delta_top1_pp"), signed=True),
-        _num(row.get("p50_ms"), 3, approx), _num(row.get("p90_ms"), 3, approx),
+        _num(p50, 3, approx), _num(row.get("p90_ms"), 3, approx),
         f"{approx}{row['speedup']:.2f}x" if row.get("speedup") is not None else "-",
         _num(size / 1e6 if size else None), status_text(row),
     ]
@@ -56,25 +62,29 @@ def cells(row: dict[str, Any]) -> list[str]:
 
 def _method_text(results: dict[str, Any]) -> str:
     m, n = results["method"], results["eval"]["n"]
+    estimated = ("; ~ estimated, not measured" if any(r["status"] in ("estimated", "emulated")
+                                                       for r in results["rows"]) else "")
     return (f"batch 1, {m['warmup']} warm-up runs, then at least {m['min_runs']} runs and {m['min_seconds']:g} s; "
-            f"top-1 on {n} {results['dataset']} test images; speedup = baseline p50 / row p50")
+            f"top-1 on {n} {results['dataset']} test images; speedup = baseline p50 / row p50{estimated}")
 
 
 def title(results: dict[str, Any]) -> str:
     d = results["device"]
-    mode = ", estimated" if results["mode"] == "estimated" else ""
+    mode = f", {results['mode']}" if results["mode"] in ("estimated", "emulated") else ""
     return f"{results['model']} on {d['name']} ({d['connection']}{mode})"
 
 
 def table(results: dict[str, Any]):
     """A rich table of every row; baseline first, estimated rows marked, failures in red."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(*COLUMNS, title=f"edgeres bench: {title(results)}", caption=_method_text(results),
               caption_justify="left")
     for row in results["rows"]:
-        style = {"failed": "red", "estimated": "yellow"}.get(row["status"], "bold" if row["role"] == "baseline" else "")
-        t.add_row(*cells(row), style=style or None)
+        style = {"failed": "red", "estimated": "yellow", "emulated": "cyan"}.get(
+            row["status"], "bold" if row["role"] == "baseline" else "")
+        t.add_row(*map(Text, cells(row)), style=style or None)  # Text: error messages are not markup
     return t
 
 
@@ -118,9 +128,35 @@ def to_markdown(results: dict[str, Any]) -> str:
                   "Not measured: a roofline estimate of batch-1 latency from the model's MACs and weight bytes and "
                   "the device profile's figures (below); top-1 is that of the same file on this host, on the same "
                   "images. Assumptions:", ""]
-        lines += [f"- {a}" for a in estimated[0]["estimate"]["assumptions"]]
-        sources = estimated[0]["estimate"]["sources"]
-        lines += [f"- {name}: {s['value']:g} ({s['source']})" for name, s in sources.items()]
+        lines += [f"- {a}" for a in dict.fromkeys(a for r in estimated for a in r["estimate"]["assumptions"])]
+        lines += ["", "Figures, per row:", ""]
+        for row in estimated:
+            e = row["estimate"]
+            peak = e["sources"]["peak_gops"]
+            lines.append(f"- {row['variant']}: {e['bound']}-bound (compute {e['compute_ms']:.3g} ms, weights "
+                         f"{e['memory_ms']:.3g} ms); peak {peak['value']:g} GOPS: {peak['source']}")
+        bandwidth = estimated[0]["estimate"]["sources"]["memory_bandwidth_gbs"]
+        lines.append(f"- memory bandwidth {bandwidth['value']:g} GB/s: {bandwidth['source']}")
+    emulated = [r for r in results["rows"] if r["status"] == "emulated"]
+    if emulated:
+        lines += ["", "## Emulated rows", "",
+                  "Run on an emulation of the device here: its runtimes' own kernels (qemu-user running its aarch64 "
+                  "builds, or Qualcomm's HTP emulator), so top-1 is the device's; the speed is the emulator's and is "
+                  "not shown as latency (the latency column is the profile's estimate, ~). Each beside this host's "
+                  "run of the same file on the same images:", ""]
+        for row in emulated:
+            host = (f"this host: top-1 {row['host_top1']:.2f}%, same prediction on {row['host_agreement']:.2f}% of "
+                    "images" if row.get("host_top1") is not None else "no run on this host")
+            lines.append(f"- {row['variant']}: {row['emulated']}; {host}; emulator time p50 "
+                         f"{_num(row.get('emulated_p50_ms'), 1)} ms (not the device's)")
+    for row in (r for r in results["rows"] if r.get("partitioning")):
+        part = row["partitioning"]
+        share = part["compute_on_provider"]
+        lines += ["", f"## Partitioning of {row['variant']} on {part['provider']}", "",
+                  f"{_num(share * 100 if share is not None else None, 1)} % of the Conv/Gemm/MatMul/Add/Relu/pooling "
+                  f"nodes ran on {part['provider']} ({part['subgraphs']} subgraph(s)); {part['on_cpu']} of "
+                  f"{part['nodes']} nodes ran on the CPU" + (":" if part["cpu_nodes"] else "."), ""]
+        lines += [f"- `{node}`" for node in part["cpu_nodes"]]
     if results["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- {s['variant']} (`{s['artifact']}`): {s['reason']}"
                                            for s in results["skipped"]]
@@ -129,27 +165,36 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: Path) -> None:
     """Accuracy vs p50 latency, one point per variant (colour: format, marker: precision), named in the
-    legend; the baseline a star; estimated points hollow and labelled so."""
+    legend; the baseline a star; estimated points (and emulated ones, at their estimated latency) hollow
+    and labelled so."""
     from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     fig = Figure(figsize=(9, 5), dpi=110, layout="constrained")
     ax = fig.add_subplot()
-    points = [r for r in results["rows"] if r.get("p50_ms") and r.get("top1") is not None]
+    def latency(row: dict[str, Any]) -> float | None:
+        return row.get("estimated_p50_ms") if row["status"] == "emulated" else row.get("p50_ms")
+
+    points = [r for r in results["rows"] if latency(r) and r.get("top1") is not None]
+    notes = {"estimated": " (estimated latency)", "emulated": " (emulated top-1, estimated latency)"}
     for row in points:
         color = _FORMAT_COLORS.get(row["format"], "gray")
-        baseline, estimated = row["role"] == "baseline", row["status"] == "estimated"
+        baseline, estimated = row["role"] == "baseline", row["status"] in notes
         label = (f"baseline: {row['variant']}, this host" if baseline
-                 else row["variant"] + (" (estimated latency)" if estimated else ""))
-        ax.scatter(row["p50_ms"], row["top1"], s=260 if baseline else 80, zorder=3, label=label,
+                 else row["variant"] + notes.get(row["status"], ""))
+        ax.scatter(latency(row), row["top1"], s=260 if baseline else 80, zorder=3, label=label,
                    marker="*" if baseline else _PRECISION_MARKERS.get(row["precision"], "o"),
                    facecolors="none" if estimated else color, edgecolors=color, linewidths=1.6)
-    latencies = [r["p50_ms"] for r in points]
+    accuracies = [r["top1"] for r in points]
+    if accuracies and max(accuracies) - min(accuracies) < 1:  # keep sub-point differences from looking large
+        middle = (max(accuracies) + min(accuracies)) / 2
+        ax.set_ylim(middle - 0.75, middle + 0.75)
+    latencies = [latency(r) for r in points]
     if latencies and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    hollow = "; hollow points: estimated, not measured" if any(r["status"] == "estimated" for r in points) else ""
+    hollow = "; hollow points: estimated, not measured" if any(r["status"] in notes for r in points) else ""
     ax.set_xlabel(f"p50 latency, batch 1 (ms){hollow}")
     ax.set_ylabel(f"top-1 % ({results['eval']['n']} test images)")
     ax.set_title(f"{title(results)}: accuracy vs latency", fontsize=10)

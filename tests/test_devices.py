@@ -55,7 +55,7 @@ def test_every_shipped_profile_validates_with_sourced_figures():
      ["runtimes.onnxruntime.provder", "did you mean 'provider'"]),
     (GOOD + "colour: red\n", ["unknown key 'colour'", "description, arch, connection"]),
     (GOOD.replace("user: me", "user: me, port: abc"), ["connection.port", "integer", "'abc'"]),
-    (GOOD.replace("type: ssh", "type: telnet"), ["connection.type", "'local' or 'ssh'"]),
+    (GOOD.replace("type: ssh", "type: telnet"), ["connection.type", "'local', 'ssh' or 'emulated'"]),
     (GOOD.replace("arch: aarch64\n", ""), ["missing key 'arch'"]),
     (GOOD.replace("  onnxruntime: {provider: CPUExecutionProvider}\n", "  {}\n"),
      ["runtimes: name at least one runtime"]),

@@ -80,10 +80,21 @@ def test_fp32_and_fp16_match_onnxruntime(exported):
 
 @pytest.mark.parametrize("name", ["int8", "int8-float-io"])
 def test_int8_agrees_with_the_float_model_and_is_small(exported, name):
+    """Every disagreement seen was a near-tie: an image whose float top-2 margin is below one step of the
+    int8 logits. The fixture's models (2 short epochs) have many of those: over six of its checkpoints the
+    agreement was 95.0-99.3 % on all 300 images but 98.9-100 % on the rest, so the rest carry the bar."""
+    from ai_edge_litert.interpreter import Interpreter
+
     logits = open_session(exported.files[name], threads=2).run_batched(exported.x)
-    agreement = (logits.argmax(1) == exported.reference.argmax(1)).mean()
-    assert agreement >= 0.95, f"{name}: top-1 agreement {agreement:.1%}"
-    assert exported.files[name].stat().st_size <= 0.30 * exported.files["fp32"].stat().st_size
+    agree = logits.argmax(1) == exported.reference.argmax(1)
+    step = Interpreter(str(exported.files["int8"])).get_output_details()[0]["quantization"][0]
+    top2 = np.sort(exported.reference, axis=1)[:, -2:]
+    resolvable = top2[:, 1] - top2[:, 0] > step
+    assert resolvable.sum() >= 0.8 * len(agree)
+    assert agree.mean() >= 0.92, f"{name}: top-1 agreement {agree.mean():.1%} on all {len(agree)} images"
+    assert agree[resolvable].mean() >= 0.97, f"{name}: top-1 agreement {agree[resolvable].mean():.1%}"
+    ratio = exported.files[name].stat().st_size / exported.files["fp32"].stat().st_size
+    assert ratio <= 0.30, f"{name} is {ratio:.0%} of fp32"
 
 
 def test_metadata_round_trips(exported):
@@ -135,3 +146,23 @@ def test_bad_options_and_calibration_are_refused_before_converting(exported, tmp
     with pytest.raises(EdgeresError, match="calibration needs N x 1 x 28 x 28"):
         tflite.export(_job("int8", out, exported.onnx, exported.calibration[:, :, :20]))
     assert not out.exists()
+
+
+def test_rgb_model_with_a_static_batch_converts_without_any_download(tmp_path, monkeypatch):
+    """onnx2tf fetches sample images for 3-channel inputs with a static batch <= 20; with every proxy
+    pointing at a closed port, any fetch would fail the export."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    onnx_path = tmp_path / "rgb.onnx"
+    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), str(onnx_path), input_names=["input"],
+                      output_names=["logits"], opset_version=17, dynamo=False)  # batch fixed at 1
+    prep = Preprocessing(16, 3, (0.5,), (0.25,))
+    job = ExportJob("fp32", tmp_path / "rgb.tflite", prep, None, lambda: onnx_path, lambda: None, {}, {})
+    x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    logits = open_session(tflite.export(job)).run(x)
+    np.testing.assert_allclose(logits, model(torch.from_numpy(x)).detach().numpy(), atol=1e-4)

@@ -24,7 +24,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-BACKENDS = {"local": "local", "ssh": "ssh"}  # connection type -> module
+BACKENDS = {"local": "local", "ssh": "ssh", "emulated": "emulated"}  # connection type -> module
 
 
 def run_variant(profile, job_dir: Path | str, job: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:

@@ -21,6 +21,9 @@ def bench(
                                                               "else every core.")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Estimate latency from the profile's figures "
                                            "instead of measuring on the device (labelled estimated).")] = False,
+    emulate: Annotated[bool, typer.Option("--emulate", help="Run on the device's emulation here (aarch64 boards: "
+                                          "qemu-user, after `edgeres devices --setup DEVICE`): its accuracy on its "
+                                          "own kernels, labelled emulated; latency estimated.")] = False,
     min_runs: Annotated[Optional[int], typer.Option(min=1, help="Timed batch-1 runs, at least.")] = None,
     min_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
     warmup: Annotated[Optional[int], typer.Option(min=0, help="Untimed runs before timing.")] = None,
@@ -35,7 +38,8 @@ def bench(
 
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup}.items()
               if v is not None}
-    request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data)
+    request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data,
+                           emulate=emulate)
     result = run_bench(request, workspace(workspace_dir))
     out.print(table(result.results))
     for warning in result.results["warnings"]:

@@ -21,10 +21,12 @@ def info(
     if artifact is not None:
         out.print_json(json.dumps(ws.resolve(artifact).manifest, default=str))
         return
-    table = Table("id", "kind", "model", "dataset", "precision", "top-1 %", "parent")
+    table = Table("kind", "model", "dataset", "precision", "top-1 %", "id")
+    table.columns[-1].no_wrap = True
     for a in ws.artifacts():
         m = a.manifest
         top1 = (m.get("metrics", {}).get("test") or {}).get("top1")
-        table.add_row(a.id, a.kind, m.get("model", ""), m.get("dataset", ""), m.get("precision", "") or "",
-                      f"{top1:.2f}" if isinstance(top1, (int, float)) else "", m.get("parent") or "")
+        table.add_row(a.kind, m.get("model", ""), m.get("dataset", ""),
+                      " ".join(filter(None, [m.get("format"), m.get("precision")])),
+                      f"{top1:.2f}" if isinstance(top1, (int, float)) else "", a.id)
     out.print(table)

@@ -30,6 +30,10 @@ process so that peak memory and crashes are the variant's own:
    model has a fixed batch of 1); the argmax of every image is returned for comparisons.
 6. Memory: the process's peak resident set (``ru_maxrss``), which includes Python, numpy and the
    evaluation data; ``peak_rss_before_load_mb`` is the same figure just before the model was loaded.
+7. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
+   e.g. Qualcomm's HTP emulator on x86), the speed is the emulator's, not the device's: steps 2-4 are
+   replaced by ``EMULATED_METHOD``'s two timed runs, reported as ``emulated_latency_ms`` (never
+   ``latency_ms``; no throughput), and ``emulated`` names the emulator.
 
 A variant that cannot run (runtime, delegate, provider or device missing; a file the runtime rejects)
 gives ``"ok": false`` and a one-line ``error``, never a traceback; the exit code is then 1.
@@ -52,6 +56,7 @@ import numpy as np
 from . import RuntimeUnavailable, open_session
 
 DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 2.0, "max_runs": 2000, "throughput_batch": 8}
+EMULATED_METHOD = {"warmup": 0, "min_runs": 2, "min_seconds": 0.0, "max_runs": 2}
 _DISTRIBUTIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnxruntime-qnn", "openvino", "ai-edge-litert",
                   "tflite-runtime", "tensorflow", "tensorflow-cpu")
 
@@ -136,7 +141,7 @@ def _logits(session, x: np.ndarray) -> tuple[np.ndarray, int]:
         return np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))]), 1
 
 
-def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict]:
+def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict, str | None]:
     try:
         job = json.loads(job_path.read_text())
         variant = job["variant"]
@@ -155,7 +160,7 @@ def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict]
         raise JobError(f"cannot read evaluation data {job['data']} (arrays x, y): {exc}") from None
     if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
         raise JobError(f"evaluation data must be x: N x C x H x W and y: N labels, got {x.shape} and {y.shape}")
-    return variant, model, x, y, method
+    return variant, model, x, y, method, job.get("emulated")
 
 
 def measure(job_path: Path | str) -> dict[str, Any]:
@@ -164,7 +169,7 @@ def measure(job_path: Path | str) -> dict[str, Any]:
     job_path = Path(job_path)
     result: dict[str, Any] = {"name": "?", "ok": False, "error": None}
     try:
-        variant, model, x, y, method = _read_job(job_path)
+        variant, model, x, y, method, emulated = _read_job(job_path)
         result["name"] = variant.get("name", model.name)
         options = dict(variant.get("options") or {})
         options["threads"] = options.get("threads") or os.cpu_count()
@@ -172,13 +177,18 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         t0 = time.perf_counter()
         session = open_session(model, variant.get("runtime"), **options)
         result["load_seconds"] = time.perf_counter() - t0
-        times = _latency(session, x, method)
-        result["latency_ms"] = _latency_summary(times)
-        batch = int(method["throughput_batch"] or 1)
-        try:
-            result["throughput_ips"], result["throughput_batch"] = _throughput(session, x, batch, method), batch
-        except Exception:  # noqa: BLE001 - the model takes batch 1 only: report the single-stream rate
-            result["throughput_ips"], result["throughput_batch"] = len(times) / sum(times), 1
+        emulated = emulated or session.info().get("emulated")
+        if emulated:  # the emulator's speed: a glimpse, apart, and no throughput
+            times = _latency(session, x, EMULATED_METHOD)
+            result.update(emulated=emulated, emulated_latency_ms=_latency_summary(times))
+        else:
+            times = _latency(session, x, method)
+            result["latency_ms"] = _latency_summary(times)
+            batch = int(method["throughput_batch"] or 1)
+            try:
+                result["throughput_ips"], result["throughput_batch"] = _throughput(session, x, batch, method), batch
+            except Exception:  # noqa: BLE001 - the model takes batch 1 only: report the single-stream rate
+                result["throughput_ips"], result["throughput_batch"] = len(times) / sum(times), 1
         logits, accuracy_batch = _logits(session, x)
         predictions = logits.argmax(axis=1)
         result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)),
