@@ -11,8 +11,9 @@ Latency: the unpruned ResNet-18 and, per ratio, the pruned artifact's exact chan
 3 input channels and a 1,000-class head, so the numbers compare with the usual ImageNet-size figures) at
 ``--size`` x ``--size``, batch 1, random weights (latency does not depend on them), BN folded, exported the
 way ``edgeres export`` does: fp32 ONNX, and int8 NNCF PTQ as QDQ ONNX with int8 weights; OpenVINO IR
-converted from those. Every file runs in edgeres' runtime sessions, interleaved round by round so load
-from other processes hits all of them alike; the table gives medians. Prints Markdown; JSON to
+converted from those. Every file runs in edgeres' runtime sessions, one session at a time, in blocks of
+consecutive runs taken in five passes over all files so that load from other processes hits all of them
+alike; the table gives medians. Prints Markdown; JSON to
 benchmarks/out/prune_resnet18.json.
 """
 
@@ -95,18 +96,22 @@ def export_files(label: str, model: torch.nn.Module, prep: Preprocessing, tmp: P
     return files
 
 
-def interleaved_p50(files: dict[tuple, Path], x: np.ndarray, threads: int, runs: int) -> dict[tuple, float]:
-    """Median batch-1 latency (ms) of every file, measured round by round so that machine load is shared."""
-    sessions = {key: open_session(path, key[1], threads=threads) for key, path in files.items()}
-    for session in sessions.values():
-        for _ in range(5):
-            session.run(x)
-    times: dict[tuple, list[float]] = {key: [] for key in sessions}
-    for _ in range(runs):
-        for key, session in sessions.items():
-            start = time.perf_counter()
-            session.run(x)
-            times[key].append((time.perf_counter() - start) * 1000)
+def p50_ms(files: dict[tuple, Path], x: np.ndarray, threads: int, runs: int, passes: int = 5) -> dict[tuple, float]:
+    """Median batch-1 latency (ms) of every file. The runs are split into ``passes`` over all files so that
+    load from other processes hits every file alike; in a pass each file gets a fresh session, three warm-up
+    runs and a block of timed runs, and its session is closed before the next file's opens (live thread
+    pools of other sessions would otherwise spin beside it)."""
+    times: dict[tuple, list[float]] = {key: [] for key in files}
+    for _ in range(passes):
+        for key, path in files.items():
+            session = open_session(path, key[1], threads=threads)
+            for _ in range(3):
+                session.run(x)
+            for _ in range(max(1, runs // passes)):
+                start = time.perf_counter()
+                session.run(x)
+                times[key].append((time.perf_counter() - start) * 1000)
+            del session
     return {key: float(np.median(t)) for key, t in times.items()}
 
 
@@ -121,10 +126,13 @@ def latency_rows(accuracy: list[dict], args, tmp: Path) -> list[dict]:
         variants[f"pruned {row['ratio']}"] = models.build_from_architecture(imagenet_shaped(row["architecture"]))
     files, macs = {}, {}
     for label, model in variants.items():
+        for m in model.modules():  # torchvision's init everywhere, so resized layers hold like-sized numbers
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         macs[label] = tp.utils.count_ops_and_params(model.eval(), example)[0]
         files.update(export_files(label.replace(" ", "-"), model, prep, tmp))
     x = np.random.default_rng(0).standard_normal(prep.input_shape(1)).astype(np.float32)
-    p50 = interleaved_p50(files, x, args.threads, args.runs)
+    p50 = p50_ms(files, x, args.threads, args.runs)
     rows = []
     for label in variants:
         for runtime in RUNTIMES:
@@ -167,7 +175,7 @@ def main() -> None:
               f"{r['top1_before']:.2f} | {r['top1_pruned']:.2f} | {r['drop_pp']:+.2f} | {r['finetune_epochs']} / "
               f"{r['finetune_minutes']:.1f} | {r['top1_pruned_int8']:.2f} | {r['combined_drop_pp']:+.2f} |")
     print(f"\nLatency, batch 1, {args.size}x{args.size}x3, 1,000 classes, random weights, BN folded, median of "
-          f"{args.runs} interleaved runs\n")
+          f"{args.runs} runs in 5 passes\n")
     print("| model | GMACs | runtime | precision | p50 ms | speedup vs unpruned, same precision "
           "| speedup vs unpruned FP32 |")
     print("|---|---|---|---|---|---|---|")

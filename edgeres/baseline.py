@@ -64,11 +64,11 @@ def measure(model: nn.Module, x: np.ndarray, y: np.ndarray, method: dict[str, An
         start = time.perf_counter()
         session = TorchSession(model, where)
         result["load_seconds"] = time.perf_counter() - start
-        times = runner._latency(session, x, method)
-        result["latency_ms"] = runner._latency_summary(times)
+        times = runner.time_latency(session, x, method)
+        result["latency_ms"] = runner.latency_summary(times)
         batch = int(method["throughput_batch"] or 1)
-        result["throughput_ips"], result["throughput_batch"] = runner._throughput(session, x, batch, method), batch
-        logits, accuracy_batch = runner._logits(session, x)
+        result["throughput_ips"], result["throughput_batch"] = runner.throughput(session, x, batch, method), batch
+        logits, accuracy_batch = runner.all_logits(session, x)
         predictions = logits.argmax(axis=1)
         result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)), predictions=predictions.tolist(),
                       info={**session.info(), "threads": threads, "accuracy_batch": accuracy_batch}, ok=True)

@@ -4,7 +4,7 @@ An emulated device (``connection: emulated``, or ``edgeres bench --device raspbe
 runner with the aarch64 builds of the runtimes under ``qemu-aarch64-static``: the device's instruction set
 and kernels, hence its numerics, but not its speed. This module builds and checks the root they run in::
 
-    setup(device) -> Root          debootstrap + dpkg -x + aarch64 wheels, with progress (downloads)
+    setup() -> Root                debootstrap + dpkg -x + aarch64 wheels, with progress (downloads)
     ready_root(device) -> Root     the finished root, or an EdgeresError saying how to build it
     status() -> (state, Root|None) "missing", "incomplete" or "ready"
     python_command(root, cpu)      argv that runs the root's python3 under qemu, and python_env(root)
@@ -324,7 +324,7 @@ def _disk_bytes(path: Path) -> int:
     return total
 
 
-def setup(device: str = "raspberrypi", path: Path | None = None) -> Root:
+def setup(path: Path | None = None) -> Root:
     """Build the arm64 root (unless a finished one is there), with progress on the terminal; returns it.
 
     A half-made root at ``path`` is replaced. Raises ``EdgeresError`` when a tool is missing, when not
@@ -355,10 +355,12 @@ def setup(device: str = "raspberrypi", path: Path | None = None) -> Root:
                 bar.update(fetch, total=bar.tasks[fetch].completed, status="done")
                 unpack = bar.add_task("unpack", total=None, status="")
                 _unpack(tools, staging, bar, unpack)
+                bar.update(unpack, status="done")
                 partial = Root(staging, {})
                 versions = _probe(partial)
                 runtimes = bar.add_task("runtimes", total=len(RUNTIMES), status="")
                 installed, skipped = _wheels(partial, versions, bar, runtimes)
+                bar.update(runtimes, status="done")
             info = {"format": FORMAT, "suite": SUITE, "mirror": mirror, **versions, "runtimes": installed,
                     "skipped": skipped, "seconds": round(time.perf_counter() - start, 1),
                     "bytes": _disk_bytes(staging), "created": _dt.datetime.now(_dt.timezone.utc).isoformat()}

@@ -16,16 +16,23 @@ MACs fall roughly with the square of the kept fraction where both a conv's input
 The pruned widths are recorded in the manifest (``architecture["channels"]``) so the model is rebuilt by
 ``models.build_from_architecture`` and its weights load as a plain state_dict; quantize, export and bench
 take it like any FP32 model.
+
+``--method magnitude --sparsity S`` is the unstructured alternative: the smallest weights of all convs and
+linears, ranked together, are set to zero and stay zero through fine-tuning. The architecture and the
+MACs do not change - dense kernels on these runtimes multiply the zeros all the same - so it buys a
+smaller compressed file, rarely speed; the report says both.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+import zlib
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +44,9 @@ from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, Workspace
 
-METHODS = ("l1", "l2", "taylor", "bn-scale")
+STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
+METHODS = STRUCTURED + ("magnitude",)
+DEFAULT_RATIO = 0.3
 TAYLOR_IMAGES = 512  # training images whose loss gradient ranks channels for --method taylor
 RECALIBRATION_IMAGES = 2000  # training images that re-estimate BatchNorm statistics after each step
 
@@ -47,7 +56,7 @@ class PruneRequest:
     """What ``edgeres prune`` asks for."""
 
     model: str  # model name (its latest FP32 train artifact) or an artifact id / path
-    ratio: float = 0.3
+    ratio: float | None = None  # structured methods: fraction of channels to remove (default 0.3)
     method: str = "l1"
     global_pruning: bool = False
     finetune_epochs: int = 3  # after each pruning step
@@ -60,14 +69,27 @@ class PruneRequest:
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
     train_epochs: int = 8  # if an FP32 checkpoint must be trained first
+    sparsity: float | None = None  # magnitude method: fraction of conv/linear weights set to zero
 
 
-def _validate(req: PruneRequest) -> None:
-    if not 0 < req.ratio < 1:
-        raise EdgeresError(f"--ratio must lie strictly between 0 and 1, got {req.ratio}",
-                           hint="it is the fraction of channels to remove, e.g. --ratio 0.3")
+def _validate(req: PruneRequest) -> PruneRequest:
+    """Check the request; returns it with the default ratio filled in for structured methods."""
     if req.method not in METHODS:
         raise EdgeresError(f"unknown pruning method {req.method!r}", hint=f"choose one of: {', '.join(METHODS)}")
+    if req.method == "magnitude":
+        if req.ratio is not None:
+            raise EdgeresError("--ratio removes channels; --method magnitude takes --sparsity instead")
+        if req.sparsity is None or not 0 < req.sparsity < 1:
+            raise EdgeresError(f"--method magnitude needs --sparsity strictly between 0 and 1, got {req.sparsity}",
+                               hint="it is the fraction of weights to set to zero, e.g. --sparsity 0.5")
+    else:
+        if req.sparsity is not None:
+            raise EdgeresError("--sparsity is for --method magnitude; structured methods take --ratio")
+        if req.ratio is None:
+            req = replace(req, ratio=DEFAULT_RATIO)
+        if not 0 < req.ratio < 1:
+            raise EdgeresError(f"--ratio must lie strictly between 0 and 1, got {req.ratio}",
+                               hint="it is the fraction of channels to remove, e.g. --ratio 0.3")
     if req.iterative < 1:
         raise EdgeresError("--iterative must be at least 1 step")
     if req.finetune_epochs < 0:
@@ -76,6 +98,7 @@ def _validate(req: PruneRequest) -> None:
         raise EdgeresError("--lr must be positive")
     if req.round_to is not None and req.round_to < 1:
         raise EdgeresError("--round-to must be at least 1")
+    return req
 
 
 def _source(req: PruneRequest, ws: Workspace) -> Artifact:
@@ -194,6 +217,23 @@ def _cost(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     return int(macs), int(params)
 
 
+def _compressed_bytes(model: nn.Module) -> int:
+    """Size of the saved state_dict after zlib compression (what zeroed weights save in a download)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return len(zlib.compress(buffer.getvalue(), 6))
+
+
+def _weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _sparsity(model: nn.Module) -> float:
+    """Fraction of conv and linear weights that are exactly zero."""
+    weights = [getattr(m, name) for m, name in _weights(model)]
+    return float(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights))
+
+
 def _pruner(model: nn.Module, example: torch.Tensor, family: str, req: PruneRequest):
     """Torch-Pruning's pruner for the request, after checking every layer can be pruned as asked."""
     import torch_pruning as tp
@@ -210,38 +250,68 @@ def _pruner(model: nn.Module, example: torch.Tensor, family: str, req: PruneRequ
     return pruner
 
 
-def _prune_and_finetune(model: nn.Module, pruner, example: torch.Tensor, req: PruneRequest, train_ds, val_ds,
-                        macs_before: int) -> tuple[list[dict[str, Any]], float]:
-    """Each pruning step, then fine-tuning; returns the per-step records and the fine-tune seconds."""
-    from edgeres.train import TrainConfig, evaluate, fit
+def _channel_step(model: nn.Module, example: torch.Tensor, family: str,
+                  req: PruneRequest) -> Callable[[int, Any], dict[str, Any]]:
+    """One structured pruning step (Torch-Pruning removes its scheduled share of channels)."""
+    pruner = _pruner(model, example, family, req)
 
-    steps: list[dict[str, Any]] = []
-    seconds = 0.0
-    for step in range(1, req.iterative + 1):
+    def step(_: int, train_ds) -> dict[str, Any]:
         if req.method == "taylor":
             _rank_by_gradient(model, train_ds)
         pruner.step()
         model.zero_grad(set_to_none=True)
-        _recalibrate_batchnorm(model, train_ds)
         macs, params = _cost(model, example)
-        record: dict[str, Any] = {"step": step, "macs": macs, "params": params,
-                                  "val_top1_pruned": evaluate(model, val_ds)["top1"]}
-        say(f"step {step}/{req.iterative}: MACs {macs_before / 1e6:.1f} M -> {macs / 1e6:.1f} M, "
-            f"val top-1 before fine-tuning {record['val_top1_pruned']:.2f}% (BatchNorm recalibrated)")
+        return {"macs": macs, "params": params}
+
+    return step
+
+
+def _magnitude_step(model: nn.Module, req: PruneRequest) -> Callable[[int, Any], dict[str, Any]]:
+    """One unstructured step: zero the smallest weights, all layers ranked together, up to ``step/iterative``
+    of the target sparsity. torch's pruning masks keep them zero while fine-tuning."""
+    from torch.nn.utils import prune as torch_prune
+
+    def step(i: int, _) -> dict[str, Any]:
+        done, target = req.sparsity * (i - 1) / req.iterative, req.sparsity * i / req.iterative
+        torch_prune.global_unstructured(_weights(model), pruning_method=torch_prune.L1Unstructured,
+                                        amount=(target - done) / (1 - done))  # a share of the weights left
+        return {"sparsity": _sparsity(model)}
+
+    return step
+
+
+def _prune_and_finetune(model: nn.Module, prune_step: Callable[[int, Any], dict[str, Any]], req: PruneRequest,
+                        train_ds, val_ds) -> tuple[list[dict[str, Any]], float]:
+    """Each pruning step, BatchNorm recalibration, then fine-tuning; returns the per-step records and the
+    fine-tune seconds."""
+    from edgeres.train import TrainConfig, evaluate, fit
+
+    steps: list[dict[str, Any]] = []
+    seconds = 0.0
+    for i in range(1, req.iterative + 1):
+        record: dict[str, Any] = {"step": i, **prune_step(i, train_ds)}
+        _recalibrate_batchnorm(model, train_ds)
+        record["val_top1_pruned"] = evaluate(model, val_ds)["top1"]
+        shape = (f"MACs {record['macs'] / 1e6:.1f} M" if "macs" in record
+                 else f"{record['sparsity'] * 100:.1f} % of weights zero")
+        say(f"step {i}/{req.iterative}: {shape}, val top-1 {record['val_top1_pruned']:.2f}% before fine-tuning "
+            f"(BatchNorm recalibrated)")
         if req.finetune_epochs:
             start = time.perf_counter()
             record["history"] = fit(model, train_ds, TrainConfig(epochs=req.finetune_epochs, lr=req.lr), val_ds,
-                                    f"fine-tune {step}/{req.iterative}", keep_best=True)
+                                    f"fine-tune {i}/{req.iterative}", keep_best=True)
             seconds += time.perf_counter() - start
         steps.append(record)
     return steps, seconds
 
 
 def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
-    """Prune channels (optionally in steps), fine-tune after each step, and save a ``prune`` artifact."""
+    """Prune (optionally in steps), fine-tune after each step, and save a ``prune`` artifact."""
+    from torch.nn.utils import prune as torch_prune
+
     from edgeres.train import evaluate, load_fp32, set_threads
 
-    _validate(req)
+    req = _validate(req)
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
@@ -250,39 +320,54 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
     prep = Preprocessing.from_dict(manifest["preprocessing"])
     model = load_fp32(source)
     example = torch.zeros(prep.input_shape(1))
-    before_widths = _widths(model)
-    macs_before, params_before = _cost(model, example)
-    pruner = _pruner(model, example, family, req)
-
+    before = {"widths": _widths(model), "cost": _cost(model, example)}
+    magnitude = req.method == "magnitude"
+    if magnitude:
+        before["compressed"] = _compressed_bytes(model)
+        prune_step = _magnitude_step(model, req)
+    else:
+        prune_step = _channel_step(model, example, family, req)  # fails here, before any data, if infeasible
     dataset = manifest["dataset"]
     train_ds = data.load_split(dataset, "train", prep, req.data_dir, req.limit)
     val_ds = data.load_split(dataset, "val", prep, req.data_dir, req.val_limit)
     test_ds = data.load_split(dataset, "test", prep, req.data_dir, req.eval_limit)
     top1_before = evaluate(model, test_ds)["top1"]
-    steps, finetune_seconds = _prune_and_finetune(model, pruner, example, req, train_ds, val_ds, macs_before)
+
+    steps, finetune_seconds = _prune_and_finetune(model, prune_step, req, train_ds, val_ds)
+    if magnitude:
+        for module, name in _weights(model):
+            torch_prune.remove(module, name)  # the zeros become plain weights
     model = model.to(memory_format=torch.contiguous_format).eval()
     test = evaluate(model, test_ds)
-    macs_after, params_after = _cost(model, example)
-    after_widths = _widths(model)
+    after = {"widths": _widths(model), "cost": _cost(model, example)}
     base_widths = _widths(models.build(arch["name"], arch["num_classes"], arch["in_channels"]))
     pruned_arch = {"name": arch["name"], "num_classes": arch["num_classes"], "in_channels": arch["in_channels"],
-                   "channels": {k: v for k, v in after_widths.items() if v != base_widths[k]}}
+                   "channels": {k: v for k, v in after["widths"].items() if v != base_widths[k]}}
+    (macs_before, params_before), (macs_after, params_after) = before["cost"], after["cost"]
     names = {m: n for n, m in model.named_modules()}
-    report = {
-        "method": req.method, "ratio": req.ratio, "scope": "global" if req.global_pruning else "uniform",
-        "iterative_steps": req.iterative, "round_to": req.round_to,
-        "kept_width": [names[m] for m in _fixed_layers(model, family)],
-        "macs": {"before": macs_before, "after": macs_after}, "params": {"before": params_before, "after": params_after},
-        "layers": [{"layer": k, "before": before_widths[k], "after": after_widths[k]} for k in after_widths],
+    report: dict[str, Any] = {
+        "method": req.method, "ratio": req.ratio, "sparsity": req.sparsity,
+        "scope": "global" if req.global_pruning or magnitude else "uniform", "iterative_steps": req.iterative,
+        "round_to": req.round_to,
+        "unpruned_outputs": [] if magnitude else [names[m] for m in _fixed_layers(model, family)],
+        "macs": {"before": macs_before, "after": macs_after},
+        "params": {"before": params_before, "after": params_after},
+        "layers": [{"layer": k, "before": before["widths"][k], "after": after["widths"][k]}
+                   for k in after["widths"]],
         "steps": steps,
     }
-    metrics = {
+    metrics: dict[str, Any] = {
         "test": test, "fp32_before": {"test_top1": top1_before}, "drop_pp": round(top1_before - test["top1"], 3),
         "macs_before": macs_before, "macs_after": macs_after, "macs_ratio": round(macs_before / macs_after, 3),
         "params_before": params_before, "params_after": params_after,
         "params_ratio": round(params_before / params_after, 3), "finetune_seconds": round(finetune_seconds, 1),
         "finetune_epochs_total": req.finetune_epochs * req.iterative,
     }
+    if magnitude:
+        metrics |= {"sparsity": round(_sparsity(model), 4), "compressed_bytes_before": before["compressed"],
+                    "compressed_bytes_after": _compressed_bytes(model)}
+        report["layers"] = [{"layer": n, "sparsity": round(float((m.weight == 0).float().mean()), 4)}
+                            for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
     with ws.create("prune", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=pruned_arch, preprocessing=prep.to_dict(), classes=manifest.get("classes"),
@@ -292,8 +377,17 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
         art.manifest["metrics"] = metrics
     artifact = art.artifact
     assert artifact is not None
-    say(f"[green]saved[/] {artifact.describe()}: MACs {macs_before / 1e6:.1f} M -> {macs_after / 1e6:.1f} M "
-        f"({metrics['macs_ratio']:.2f}x fewer), parameters {params_before / 1e6:.2f} M -> {params_after / 1e6:.2f} M; "
-        f"test top-1 {top1_before:.2f}% -> {test['top1']:.2f}% ({-metrics['drop_pp']:+.2f} pp) on {test['n']} "
-        f"images after {metrics['finetune_epochs_total']} fine-tune epoch(s) ({finetune_seconds / 60:.1f} min)")
+    _say_saved(artifact, metrics)
     return artifact
+
+
+def _say_saved(artifact: Artifact, m: dict[str, Any]) -> None:
+    if "sparsity" in m:
+        shape = (f"{m['sparsity'] * 100:.1f} % of weights zero, compressed {m['compressed_bytes_before'] / 1e6:.2f} MB "
+                 f"-> {m['compressed_bytes_after'] / 1e6:.2f} MB; MACs unchanged (dense kernels multiply the zeros)")
+    else:
+        shape = (f"MACs {m['macs_before'] / 1e6:.1f} M -> {m['macs_after'] / 1e6:.1f} M ({m['macs_ratio']:.2f}x "
+                 f"fewer), parameters {m['params_before'] / 1e6:.2f} M -> {m['params_after'] / 1e6:.2f} M")
+    say(f"[green]saved[/] {artifact.describe()}: {shape}; test top-1 {m['fp32_before']['test_top1']:.2f}% -> "
+        f"{m['test']['top1']:.2f}% ({-m['drop_pp']:+.2f} pp) on {m['test']['n']} images after "
+        f"{m['finetune_epochs_total']} fine-tune epoch(s) ({m['finetune_seconds'] / 60:.1f} min)")

@@ -70,7 +70,8 @@ def _method_text(results: dict[str, Any]) -> str:
 
 def title(results: dict[str, Any]) -> str:
     d = results["device"]
-    mode = f", {results['mode']}" if results["mode"] in ("estimated", "emulated") else ""
+    shown = results["mode"] in ("estimated", "emulated") and results["mode"] not in d["connection"]
+    mode = f", {results['mode']}" if shown else ""
     return f"{results['model']} on {d['name']} ({d['connection']}{mode})"
 
 

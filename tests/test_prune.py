@@ -112,7 +112,8 @@ def test_pruned_model_quantizes_and_exports_to_int8(pruned, quantized):
     onnx_file = next(a for a in exports if a.manifest["format"] == "onnx")
     graph = onnx.load(str(onnx_file.path / onnx_file.manifest["file"])).graph
     shapes = {tuple(i.dims) for i in graph.initializer}
-    assert {(8, 16, 3, 3), (16, 8, 3, 3), (32, 64, 3, 3)} <= shapes and (64, 64, 3, 3) not in shapes  # narrow blocks
+    # the blocks are narrow: first-stage convs 16 -> 8 -> 16 channels, no 64 -> 64 conv left in the last stage
+    assert {(8, 16, 3, 3), (16, 8, 3, 3), (32, 64, 3, 3)} <= shapes and (64, 64, 3, 3) not in shapes
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5])
@@ -152,3 +153,33 @@ def test_layer_that_cannot_keep_a_channel_is_named(pruned):
         run_prune(PruneRequest(r20.id, ratio=0.5, round_to=8), ws)  # 8 -> 4 channels, rounded down to none
     assert "smaller --round-to" in str(err.value)
     assert {a.id for a in ws.artifacts()} == before
+
+
+def test_magnitude_sparsity_shrinks_the_compressed_file_not_the_macs(pruned):
+    from edgeres.prune import PruneRequest, run_prune
+    from edgeres.train import load_fp32
+
+    ws, _, _ = pruned
+    artifact = run_prune(PruneRequest("resnet20", method="magnitude", sparsity=0.6, iterative=2, finetune_epochs=0,
+                                      limit=1000, val_limit=200, eval_limit=300), ws)
+    m = artifact.manifest["metrics"]
+    assert 0.59 <= m["sparsity"] <= 0.61 and m["macs_ratio"] == 1.0 and m["params_ratio"] == 1.0
+    assert m["compressed_bytes_after"] < 0.8 * m["compressed_bytes_before"]
+    assert artifact.manifest["architecture"]["channels"] == {}
+    weights = [p for name, p in load_fp32(artifact).named_parameters() if name.endswith("weight") and p.ndim > 1]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(m["sparsity"], abs=1e-4)
+
+
+@pytest.mark.parametrize("request_kwargs,needle", [
+    ({"method": "magnitude"}, "needs --sparsity"),
+    ({"method": "magnitude", "sparsity": 0.5, "ratio": 0.3}, "takes --sparsity instead"),
+    ({"sparsity": 0.5}, "structured methods take --ratio"),
+    ({"method": "random"}, "unknown pruning method"),
+])
+def test_method_and_amount_must_match(pruned, request_kwargs, needle):
+    from edgeres.prune import PruneRequest, run_prune
+
+    ws, _, _ = pruned
+    with pytest.raises(EdgeresError, match=needle):
+        run_prune(PruneRequest("resnet20", **request_kwargs), ws)

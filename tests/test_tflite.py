@@ -119,24 +119,29 @@ def test_missing_delegate_is_a_clear_error(exported):
         open_session(exported.files["int8"], delegate="libedgetpu-missing.so.1")
 
 
-def test_failed_conversions_leave_nothing_and_name_the_cause(exported, tmp_path):
+def test_failed_conversions_leave_nothing_and_name_the_cause(exported, tmp_path, monkeypatch):
+    import tempfile
+
     import onnx
     from onnx import TensorProto, helper
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the converter's log of a failure is kept
 
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"this is not an ONNX model" * 40)
     node = helper.make_node("Frobnicate", ["input"], ["logits"], name="mystery", domain="example.custom")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 28, 28])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1, 28, 28])])
+    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 1, 28, 28]) for name in ("input", "logits")]
+    graph = helper.make_graph([node], "g", io[:1], io[1:])
     unsupported = tmp_path / "unsupported.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("example.custom", 1)]), str(unsupported))
     out_dir = tmp_path / "artifact"
     out_dir.mkdir()
     for source, message in ((garbage, "cannot read the ONNX model"), (unsupported, "node mystery.*Frobnicate")):
-        with pytest.raises(EdgeresError, match=message):
+        with pytest.raises(EdgeresError, match=message) as failure:
             tflite.export(_job("int8", out_dir / "model.tflite", source, exported.calibration))
         assert list(out_dir.iterdir()) == []
+        assert Path(failure.value.hint.rsplit(" ", 1)[1]).is_file()
 
 
 def test_bad_options_and_calibration_are_refused_before_converting(exported, tmp_path):

@@ -29,7 +29,7 @@ def devices(
         from edgeres import emulation
 
         profile = dev.emulated(dev.get(setup, devices_dir))
-        root = emulation.setup(profile.name)
+        root = emulation.setup()
         out.print(f"arm64 root ready: {root.path} ({root.info['bytes'] / 1e6:.0f} MB, Python {root.info['python']}, "
                   f"built in {root.info['seconds']:g} s); runtimes: {', '.join(root.runtimes.values()) or 'none'}")
         out.print(f"measure emulated: edgeres bench --device {profile.name} --emulate")

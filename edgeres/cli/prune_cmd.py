@@ -13,14 +13,20 @@ class Method(str, Enum):
     l2 = "l2"
     taylor = "taylor"
     bn_scale = "bn-scale"
+    magnitude = "magnitude"
 
 
 def prune(
     model: Annotated[str, typer.Argument(help="Model name (its latest FP32 train artifact) or an artifact id/path.")],
-    ratio: Annotated[float, typer.Option(help="Fraction of channels to remove, in (0, 1); MACs fall roughly "
-                                              "with the square of the kept fraction.")] = 0.3,
+    ratio: Annotated[Optional[float], typer.Option(help="Fraction of channels to remove, in (0, 1); 0.3 when "
+                                                        "not given. MACs fall roughly with the square of the kept "
+                                                        "fraction.")] = None,
     method: Annotated[Method, typer.Option(help="Channel importance: group L1 / L2 weight norm, first-order "
-                                                "Taylor (loss gradient), or BatchNorm scale.")] = Method.l1,
+                                                "Taylor (loss gradient) or BatchNorm scale; 'magnitude' zeroes "
+                                                "single weights instead (needs --sparsity).")] = Method.l1,
+    sparsity: Annotated[Optional[float], typer.Option(help="--method magnitude: fraction of weights to zero, "
+                                                           "in (0, 1). Shrinks a compressed file, rarely "
+                                                           "latency.")] = None,
     global_pruning: Annotated[bool, typer.Option("--global/--uniform", help="Rank channels across all layers "
                                                  "(--global) or remove the same fraction from every layer.")] = False,
     finetune_epochs: Annotated[int, typer.Option(min=0, help="Fine-tune epochs after each pruning step (the "
@@ -39,9 +45,13 @@ def prune(
     eval_limit: EvalLimitOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
-    """Structured channel pruning (Torch-Pruning DepGraph): a narrower model, fine-tuned, ready to quantize."""
+    """Structured channel pruning (Torch-Pruning DepGraph): a narrower model, fine-tuned, ready to quantize.
+
+    Prune before quantizing: the pruned artifact goes on to `edgeres quantize <id> --int8`."""
     from edgeres.prune import PruneRequest, run_prune
 
-    request = PruneRequest(model, ratio, method.value, global_pruning, finetune_epochs, iterative, lr, round_to,
-                           limit, val_limit, eval_limit, dataset, data)
+    request = PruneRequest(model, ratio=ratio, method=method.value, global_pruning=global_pruning,
+                           finetune_epochs=finetune_epochs, iterative=iterative, lr=lr, round_to=round_to,
+                           limit=limit, val_limit=val_limit, eval_limit=eval_limit, dataset=dataset, data_dir=data,
+                           sparsity=sparsity)
     print(run_prune(request, workspace(workspace_dir)).path)

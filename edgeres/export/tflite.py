@@ -57,7 +57,8 @@ def export(job: ExportJob) -> Path:
     """Write ``job.out_path`` (a ``.tflite`` file) for ``job.precision``; nothing is left there on failure."""
     io = job.options.get("io", "int8")
     if job.precision not in PRECISIONS:
-        raise EdgeresError(f"TFLite cannot export precision {job.precision!r}", hint=f"choose from {', '.join(PRECISIONS)}")
+        raise EdgeresError(f"TFLite cannot export precision {job.precision!r}",
+                           hint=f"choose from {', '.join(PRECISIONS)}")
     if io not in IO_TYPES:
         raise EdgeresError(f"TFLite option io={io!r} is not one of {', '.join(IO_TYPES)}")
     prep = job.preprocessing
@@ -99,7 +100,8 @@ def read_metadata(path: Path | str) -> dict[str, str]:
             if entry.Name() == METADATA_NAME.encode():
                 return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
     except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in struct/index/decoding code
-        raise EdgeresError(f"{path.name} is a corrupt TFLite file ({type(exc).__name__} reading its metadata)") from None
+        raise EdgeresError(f"{path.name} is a corrupt TFLite file ({type(exc).__name__} reading its metadata)") \
+            from None
     return {}
 
 

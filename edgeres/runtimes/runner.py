@@ -93,11 +93,20 @@ def host_info() -> dict[str, Any]:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident set. On Linux ``VmHWM``: ``ru_maxrss`` would carry over the peak of
+    the parent that spawned the runner."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB elsewhere
 
 
-def _latency(session, x: np.ndarray, method: dict) -> list[float]:
+def time_latency(session, x: np.ndarray, method: dict) -> list[float]:
     n = len(x)
     for i in range(method["warmup"]):
         session.run(x[i % n:i % n + 1])
@@ -113,14 +122,14 @@ def _latency(session, x: np.ndarray, method: dict) -> list[float]:
     return times
 
 
-def _latency_summary(times: list[float]) -> dict[str, Any]:
+def latency_summary(times: list[float]) -> dict[str, Any]:
     ms = np.asarray(times) * 1000.0
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(ms.mean()),
             "min": float(ms.min()), "std": float(ms.std()), "runs": len(times)}
 
 
-def _throughput(session, x: np.ndarray, batch: int, method: dict) -> float:
+def throughput(session, x: np.ndarray, batch: int, method: dict) -> float:
     """Images per second at ``batch`` (raises if the session cannot take that batch)."""
     xb = np.ascontiguousarray(x[np.arange(batch) % len(x)])
     for _ in range(2):
@@ -133,7 +142,7 @@ def _throughput(session, x: np.ndarray, batch: int, method: dict) -> float:
     return count * batch / (time.perf_counter() - start)
 
 
-def _logits(session, x: np.ndarray) -> tuple[np.ndarray, int]:
+def all_logits(session, x: np.ndarray) -> tuple[np.ndarray, int]:
     """Logits of every image and the batch size used (1 when the model's batch is fixed at 1)."""
     try:
         return session.run_batched(x), 64
@@ -179,17 +188,17 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         result["load_seconds"] = time.perf_counter() - t0
         emulated = emulated or session.info().get("emulated")
         if emulated:  # the emulator's speed: a glimpse, apart, and no throughput
-            times = _latency(session, x, EMULATED_METHOD)
-            result.update(emulated=emulated, emulated_latency_ms=_latency_summary(times))
+            times = time_latency(session, x, EMULATED_METHOD)
+            result.update(emulated=emulated, emulated_latency_ms=latency_summary(times))
         else:
-            times = _latency(session, x, method)
-            result["latency_ms"] = _latency_summary(times)
+            times = time_latency(session, x, method)
+            result["latency_ms"] = latency_summary(times)
             batch = int(method["throughput_batch"] or 1)
             try:
-                result["throughput_ips"], result["throughput_batch"] = _throughput(session, x, batch, method), batch
+                result["throughput_ips"], result["throughput_batch"] = throughput(session, x, batch, method), batch
             except Exception:  # noqa: BLE001 - the model takes batch 1 only: report the single-stream rate
                 result["throughput_ips"], result["throughput_batch"] = len(times) / sum(times), 1
-        logits, accuracy_batch = _logits(session, x)
+        logits, accuracy_batch = all_logits(session, x)
         predictions = logits.argmax(axis=1)
         result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)),
                       predictions=predictions.tolist(), peak_rss_mb=_peak_rss_mb(),

@@ -31,7 +31,8 @@ def _interpreter_api() -> tuple[str, Any, Any, str]:
         except ImportError:
             continue
         if name == "tensorflow":
-            return "tensorflow.lite", module.lite.Interpreter, module.lite.experimental.load_delegate, module.__version__
+            lite = module.lite
+            return "tensorflow.lite", lite.Interpreter, lite.experimental.load_delegate, module.__version__
         package = importlib.import_module(name.split(".")[0])
         return name.split(".")[0], module.Interpreter, module.load_delegate, getattr(package, "__version__", "?")
     raise RuntimeUnavailable("no TFLite interpreter is installed (pip install ai-edge-litert, or tflite-runtime)")
