@@ -82,8 +82,12 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=config.lr, momentum=0.9, nesterov=True)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, epochs=config.epochs,
-                                                    steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    total_steps = config.epochs * steps_per_epoch
+    if total_steps >= 8:
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, config.lr, total_steps=total_steps, pct_start=0.25)
+    else:  # too few steps for a warm-up and a decay phase
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     history = []
     best: tuple[float, dict] | None = None
     if keep_best and val_ds is not None:

@@ -31,9 +31,9 @@ def test_ptq_keeps_accuracy(quantized):
     _, artifact = quantized
     m = artifact.manifest
     assert m["kind"] == "quantize" and m["precision"] == "int8" and m["method"] == "ptq"
-    # the fixture models are weak (2 short epochs, small logit margins); benchmarks/ measure real drops
-    assert abs(m["metrics"]["drop_pp"]) <= 2.5, m["metrics"]
-    assert m["metrics"]["agreement_with_fp32"] >= 90
+    # small fixture models on 1,000 images; benchmarks/ measure the real drops on the full test set
+    assert abs(m["metrics"]["drop_pp"]) <= 1.5, m["metrics"]
+    assert m["metrics"]["agreement_with_fp32"] >= 95
     assert m["config"]["calib_samples_used"] == 300 and m["float_layers"] == []
     assert {"fp32", "int8", "ptq_seconds", "eval_seconds"} <= set(m["metrics"])
 

@@ -11,7 +11,7 @@ def test_trained_checkpoints_learn(trained_workspace):
     for name in ("resnet20", "resnet18"):
         artifact = ws.latest("train", model=name)
         top1 = artifact.manifest["metrics"]["test"]["top1"]
-        assert top1 > 65, f"{name} reached only {top1:.1f}% after 2 short epochs"  # chance is 10 %
+        assert top1 > 80, f"{name} reached only {top1:.1f}% after 3 short epochs"  # chance is 10 %
         assert artifact.manifest["preprocessing"]["channels"] == 1
         again = run_eval(artifact.id, ws, limit=500)
         assert abs(again["top1"] - top1) < 1e-6
