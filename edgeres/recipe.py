@@ -25,7 +25,7 @@ class TrainStep(_Strict):
     epochs: int = Field(8, ge=0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(0.1, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
     limit: Optional[int] = Field(None, ge=1, description="train on a seeded subset of this many images")
     eval_limit: Optional[int] = Field(None, ge=1)
 

@@ -33,7 +33,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
+    # 0.1 bounds the logits, which full-integer int8 files (TFLite) quantize with one per-tensor scale
+    label_smoothing: float = 0.1
     augment: bool = True
     seed: int = 0
     limit: int | None = None  # train on a seeded subset of this many images (tests, quick runs)

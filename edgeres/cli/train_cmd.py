@@ -17,6 +17,8 @@ def train(
     epochs: Annotated[int, typer.Option(min=0, help="Training epochs.")] = 8,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of the one-cycle schedule.")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing; it also bounds the "
+                                                   "logits, which full-integer int8 quantizes.")] = 0.1,
     weights: Annotated[Optional[str], typer.Option(help="Start from 'imagenet' or a checkpoint file.")] = None,
     num_classes: Annotated[Optional[int], typer.Option(min=2, help="Classifier size (default: the dataset's).")] = None,
     input_size: Annotated[Optional[int], typer.Option(min=8, help="Override the input size.")] = None,
@@ -30,7 +32,8 @@ def train(
     """Train an FP32 model; the checkpoint becomes a `train` artifact in the workspace."""
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, seed=seed,
+                         limit=limit)
     request = TrainRequest(model, dataset, data, weights, num_classes, input_size, mean, std, eval_limit, config)
     artifact = run_train(request, workspace(workspace_dir))
     print(artifact.path)
