@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from edgeres.errors import EdgeresError
+from edgeres.yamlfile import read_mapping
 
 ENV_DIR = "EDGERES_DEVICES"
 RUNTIMES = ("torch", "onnxruntime", "openvino", "tflite")
@@ -240,17 +240,7 @@ def _describe_error(error: dict, data: dict) -> str:
 def load(path: Path | str) -> Profile:
     """One profile file, validated; any problem is one ``EdgeresError`` naming the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise EdgeresError(f"cannot read device profile {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise EdgeresError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise EdgeresError(f"{path}: a device profile is a mapping of keys (description, arch, connection, "
-                           f"runtimes, ...), got {type(data).__name__}")
+    data = read_mapping(path, "device profile", "description, arch, connection, runtimes, ...")
     if "name" in data:
         raise EdgeresError(f"{path}: unknown key 'name' (a profile's name is its file name, {path.stem!r})")
     try:

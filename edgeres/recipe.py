@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeres.errors import EdgeresError
+from edgeres.yamlfile import read_mapping
 
 STEP_ORDER = ("train", "prune", "quantize", "export", "bench")
 
@@ -106,19 +107,8 @@ class Recipe(_Strict):
 
 def load(path: Path | str) -> Recipe:
     """Read and validate a recipe file; every problem is one clear message naming the file and key."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise EdgeresError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise EdgeresError(f"recipe {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise EdgeresError(f"recipe {path} must be a mapping of keys (name, model, steps, ...)")
+    raw = read_mapping(path, "recipe", "name, model, steps, ...")
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
