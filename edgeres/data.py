@@ -76,13 +76,23 @@ def _fashion_dir(data_dir: Path | None) -> Path:
     return Path(data_dir) if data_dir else Path(os.environ.get("EDGERES_FASHION_MNIST", FASHION_MNIST_DIR))
 
 
+def _fashion_files(root: Path, prefix: str) -> list[Path]:
+    """The images and labels idx files of one split (``train`` or ``t10k``), gzipped or not."""
+    files = []
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        found = next((p for p in (root / f"{prefix}-{kind}.gz", root / f"{prefix}-{kind}") if p.is_file()), None)
+        if found is None:
+            raise EdgeresError(f"Fashion-MNIST not found: no {prefix}-{kind}.gz in {root}",
+                               hint="install it with `sudo apt-get install dataset-fashion-mnist`, or pass "
+                                    "--data DIR holding the four idx files")
+        files.append(found)
+    return files
+
+
 def _load_fashion(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    check_available("fashion-mnist", data_dir)
     root = _fashion_dir(data_dir)
-    prefix = "train" if train else "t10k"
-    files = [next(p for p in (root / f"{prefix}-{kind}.gz", root / f"{prefix}-{kind}") if p.is_file())
-             for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
-    images, labels = _read_idx(files[0]), _read_idx(files[1])
+    images_file, labels_file = _fashion_files(root, "train" if train else "t10k")
+    images, labels = _read_idx(images_file), _read_idx(labels_file)
     if len(images) != len(labels):
         raise EdgeresError(f"Fashion-MNIST in {root}: {len(images)} images but {len(labels)} labels")
     return images[:, None, :, :], labels.astype(np.int64)
@@ -177,13 +187,8 @@ def dataset_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
 def check_available(name: str, data_dir: Path | None = None) -> None:
     """Fail early, with the install hint, when a dataset's files are not where they should be."""
     if name == "fashion-mnist":
-        root = _fashion_dir(data_dir)
         for prefix in ("train", "t10k"):
-            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-                if not any((root / f"{prefix}-{kind}{ext}").is_file() for ext in (".gz", "")):
-                    raise EdgeresError(f"Fashion-MNIST not found: no {prefix}-{kind}.gz in {root}",
-                                       hint="install it with `sudo apt-get install dataset-fashion-mnist`, or "
-                                            "pass --data DIR holding the four idx files")
+            _fashion_files(_fashion_dir(data_dir), prefix)
     elif name == "cifar10":
         if data_dir is None:
             raise EdgeresError("cifar10 needs --data DIR", hint="the directory of the python-pickle batches")
