@@ -46,5 +46,4 @@ def read_metadata(path: Path) -> dict[str, str]:
     model = ov.Core().read_model(str(path))
     if not model.has_rt_info(["edgeres"]):
         return {}
-    info = model.get_rt_info()["edgeres"]
-    return {key: str(value) for key, value in info.astype(dict).items()}
+    return {key: value.astype(str) for key, value in model.get_rt_info()["edgeres"].items()}
