@@ -85,7 +85,7 @@ def test_int8_onnx_carries_the_quantizer_scales(exported):
     _, artifacts = exported
     for fmt in ("onnx", "openvino"):
         v = get(artifacts, ("resnet18", fmt, "int8")).manifest["metrics"]["verify"]
-        assert v["reference"] == "torch int8" and v["agreement"] >= 98
+        assert v["reference"] == "torch int8" and v["agreement"] >= 97
 
 
 def test_metadata_travels_in_the_files(exported):

@@ -12,7 +12,9 @@ import numpy as np
 
 from edgeres.errors import EdgeresError
 
-THRESHOLDS = {"fp32": 99.5, "fp16": 99.0, "int8": 98.0, "int8-recalibrated": 95.0}
+# int8 files that carry the quantizer's scales still differ from torch in rounding and accumulation order
+# (logit differences around 0.1-1): only near-ties flip, which 97 % leaves room for on small subsets.
+THRESHOLDS = {"fp32": 99.5, "fp16": 99.0, "int8": 97.0, "int8-recalibrated": 95.0}
 
 
 def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
