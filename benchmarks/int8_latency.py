@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ort_peer import quantize_static
 
 from edgeres import models
 from edgeres.export import onnx as onnx_export
@@ -45,24 +46,6 @@ def p50_ms(path: Path, runtime: str, x: np.ndarray, threads: int, runs: int) -> 
         session.run(x)
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
-
-
-def ort_peer(fp32: Path, out: Path, calib: np.ndarray) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32), str(pre))
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
 
 
 def nncf_openvino_peer(fp32: Path, out: Path, calib: np.ndarray) -> Path:
@@ -92,7 +75,7 @@ def bench_model(name: str, size: int, threads: int, runs: int, tmp: Path, with_t
     files = {
         ("onnxruntime", "fp32"): fp32_onnx,
         ("onnxruntime", "int8 edgeres"): onnx_export.export(job("int8", tmp / f"{name}-int8.onnx")),
-        ("onnxruntime", "int8 peer: ort quantize_static"): ort_peer(fp32_onnx, tmp / f"{name}-ort.onnx", calib.numpy()),
+        ("onnxruntime", "int8 peer: ort quantize_static"): quantize_static(fp32_onnx, tmp / f"{name}-ort.onnx", calib.numpy()),
         ("openvino", "fp32"): openvino_export.export(job("fp32", tmp / f"{name}-fp32.xml")),
         ("openvino", "int8 edgeres"): openvino_export.export(job("int8", tmp / f"{name}-int8.xml")),
         ("openvino", "int8 peer: NNCF on the OpenVINO model"): nncf_openvino_peer(fp32_onnx, tmp / f"{name}-nncf.xml",

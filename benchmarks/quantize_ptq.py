@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ort_peer import quantize_static
 
 from edgeres import data
 from edgeres.preprocessing import Preprocessing
@@ -34,25 +35,14 @@ from edgeres.workspace import Workspace
 def ort_peer(folded: torch.nn.Module, calib: np.ndarray, test_x: np.ndarray, prep: Preprocessing) -> tuple[float, float]:
     """onnxruntime static quantization of the same model: (seconds, logits)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edgeres.export.onnx import torch_to_onnx
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.items, None)
-
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, pre, q = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        fp32, q = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         torch_to_onnx(folded, fp32, prep.input_shape(1))
         start = time.perf_counter()
-        quant_pre_process(str(fp32), str(pre))
-        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(fp32, q, calib)
         seconds = time.perf_counter() - start
         session = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])
         logits = np.concatenate([session.run(None, {"input": test_x[i:i + 256]})[0] for i in range(0, len(test_x), 256)])

@@ -98,13 +98,17 @@ def _load_fashion(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.nd
     return images[:, None, :, :], labels.astype(np.int64)
 
 
-def _load_cifar10(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_root(data_dir: Path | None) -> Path:
+    """The directory of the CIFAR-10 pickle batches: ``--data`` itself or its ``cifar-10-batches-py``."""
     if data_dir is None:
         raise EdgeresError("cifar10 needs --data DIR", hint="the directory of the python-pickle batches "
                            "(cifar-10-batches-py: data_batch_1..5, test_batch)")
     root = Path(data_dir)
-    if (root / "cifar-10-batches-py").is_dir():
-        root = root / "cifar-10-batches-py"
+    return root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+
+
+def _load_cifar10(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    root = _cifar_root(data_dir)
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     images, labels = [], []
     for name in names:
@@ -190,10 +194,7 @@ def check_available(name: str, data_dir: Path | None = None) -> None:
         for prefix in ("train", "t10k"):
             _fashion_files(_fashion_dir(data_dir), prefix)
     elif name == "cifar10":
-        if data_dir is None:
-            raise EdgeresError("cifar10 needs --data DIR", hint="the directory of the python-pickle batches")
-        root = Path(data_dir) / "cifar-10-batches-py" if (Path(data_dir) / "cifar-10-batches-py").is_dir() \
-            else Path(data_dir)
+        root = _cifar_root(data_dir)
         if not (root / "test_batch").is_file():
             raise EdgeresError(f"CIFAR-10 batches not found in {root}",
                                hint="extract cifar-10-python.tar.gz and pass --data to its directory")
