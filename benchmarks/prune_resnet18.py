@@ -2,7 +2,7 @@
 
     python benchmarks/prune_resnet18.py --workspace WS [--ratios 0.3,0.5] [--finetune-epochs 3] [--size 224]
 
-Accuracy: the FP32 ResNet-18 in WS (trained first when there is none: ``--train-epochs``, default 8) is
+Accuracy: the FP32 ResNet-18 in WS (trained first when there is none: ``--train-epochs``, default the model's) is
 pruned at each ratio through ``edgeres prune`` (L1, uniform by default), fine-tuned for at most
 ``--finetune-epochs``, then quantized through ``edgeres quantize --int8``; top-1 on the Fashion-MNIST test
 set (all 10,000 images unless ``--eval-limit``) before pruning, after pruning, and pruned + int8.
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--method", default="l1")
     parser.add_argument("--scope", choices=("uniform", "global"), default="uniform")
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--train-epochs", type=int, default=8, help="if the workspace has no FP32 ResNet-18")
+    parser.add_argument("--train-epochs", type=int, default=None, help="if the workspace has no FP32 ResNet-18")
     parser.add_argument("--limit", type=int, help="train and fine-tune on this many images (smoke runs)")
     parser.add_argument("--eval-limit", type=int, help="test images (default: all 10,000)")
     parser.add_argument("--size", type=int, default=224, help="latency input size")

@@ -55,6 +55,7 @@ class BenchRequest:
     data_dir: Path | None = None
     timeout: float = 900.0  # per variant, seconds
     emulate: bool = False  # run on the device's emulation here (qemu-user for aarch64 boards), accuracy only
+    trust_new_host: bool = False  # record an ssh host key not yet in known_hosts (a changed one is refused)
 
 
 @dataclass
@@ -340,14 +341,15 @@ def _emulated_extras(row: dict, profile, cost: tuple[float, float], host_report:
 
 
 def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: dict, estimated: bool,
-                  root: Artifact, tmp: Path, data: Path) -> tuple[list[dict], dict[str, list | None], dict | None]:
+                  root: Artifact, tmp: Path, data: Path
+                  ) -> tuple[list[dict], dict[str, list | None], dict | None, str | None]:
     """One row per variant, measured on the device (or estimated), failures marked; the predictions
-    of measured rows; the device's host info from its first report."""
+    of measured rows; the device's host info from its first report; the hint of a device-level error."""
     from edgeres import backends
 
     host_profile = devices.get("cpu", req.devices_dir) if estimated else None
     cost = _macs_params(root) if estimated else None
-    rows, predictions, device_host, device_error = [], {}, None, None
+    rows, predictions, device_host, device_error, device_hint = [], {}, None, None, None
     for variant in variants:
         runtime = variant.manifest["runtime"]
         options = devices.runtime_options(profile, runtime, req.threads)
@@ -372,7 +374,7 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
         try:
             device_report = backends.run_variant(profile, job_dir, job, req.timeout)
         except EdgeresError as exc:  # the device itself cannot be used: the other variants would fail alike
-            device_error = exc.args[0]
+            device_error, device_hint = exc.args[0], exc.hint
             row.update(status="failed", error=device_error)
             continue
         predictions[variant.id] = _fill(row, device_report)
@@ -390,7 +392,7 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
     for row in rows:
         if row["status"] == "failed":
             say(f"[red]failed[/] {row['variant']}: {row['error']}")
-    return rows, predictions, device_host
+    return rows, predictions, device_host, device_hint
 
 
 def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
@@ -404,7 +406,10 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     method = _method(req.method)
     if req.eval_limit is not None and req.eval_limit < 1:
         raise EdgeresError("--eval-limit must be at least 1")
-    profile = _stand_in(req, devices.get(req.device, req.devices_dir))
+    profile = devices.get(req.device, req.devices_dir)
+    if req.trust_new_host:
+        profile = devices.trusting_new_host(profile)
+    profile = _stand_in(req, profile)
     root, variants = select_variants(ws, req.model, formats, precisions)
     runs_here = profile.runtimes.names()
     skipped = [{"variant": f"{v.manifest['format']} {v.manifest['precision']}", "artifact": v.id,
@@ -417,20 +422,26 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         raise EdgeresError(f"device {profile.name} runs none of the exported formats (its runtimes: "
                            f"{', '.join(runs_here)})", hint="export to a format it runs: `edgeres export --target ...`")
     estimated, warnings = _mode(req, profile)
+    eval_limit = req.eval_limit
+    if profile.max_eval_images is not None and (eval_limit is None or eval_limit > profile.max_eval_images):
+        eval_limit = profile.max_eval_images
+        warnings.append(f"{profile.name} evaluates at most {eval_limit} test images (max_eval_images in "
+                        f"{profile.path}), so its top-1 is on {eval_limit} images")
+        say(f"[yellow]warning:[/] {warnings[-1]}")
     local = profile.connection.type == "local"
     baseline_threads = req.threads or (profile.threads if local else None) or os.cpu_count()
     say(f"bench on {profile.name} ({profile.describe_connection()}{', estimated' if estimated else ''}): "
         f"{len(variants)} variant(s)")
     with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
         data_path = Path(tmp) / "eval.npz"
-        x, y = _eval_npz(root, req.eval_limit, req.data_dir, data_path)
+        x, y = _eval_npz(root, eval_limit, req.data_dir, data_path)
         say(f"evaluation data: {len(y)} {root.manifest['dataset']} test images")
         baseline_row, baseline_predictions, host = _measure_baseline(root, x, y, method, baseline_threads)
-        rows, predictions, device_host = _run_variants(variants, profile, req, method, estimated, root, Path(tmp),
+        rows, predictions, device_host, device_hint = _run_variants(variants, profile, req, method, estimated, root, Path(tmp),
                                                        data_path)
     if all(r["status"] == "failed" for r in rows):
         raise EdgeresError(f"no variant could be measured on {profile.name}: "
-                           + "; ".join(f"{r['variant']}: {r['error']}" for r in rows))
+                           + "; ".join(f"{r['variant']}: {r['error']}" for r in rows), hint=device_hint)
     predictions[root.id] = baseline_predictions
     comparisons = _compare([baseline_row, *rows], baseline_row, predictions, profile.name)
     for warning in comparisons:
@@ -443,7 +454,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         else "measured",
         "host": {**host, "baseline_device": baseline_row["device"]},
         "device_host": None if local else device_host,
-        "method": method, "eval": {"split": "test", "n": int(len(y)), "limit": req.eval_limit},
+        "method": method, "eval": {"split": "test", "n": int(len(y)), "limit": eval_limit},
         "rows": [baseline_row, *rows], "skipped": skipped, "warnings": warnings + comparisons,
     }
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(req).items()}

@@ -13,6 +13,7 @@ Public API::
     get(name, devices_dir=None) -> Profile                 by name (or a path to a .yaml file)
     usable(profile, runtime=None) -> (bool, reason)        can it run here, now?
     emulated(profile) -> Profile                           the profile run emulated here (--emulate)
+    trusting_new_host(profile) -> Profile                  trust-on-first-use of its ssh host key
     runtime_options(profile, runtime, threads=None) -> dict  keyword arguments for runtimes.open_session
 """
 
@@ -22,6 +23,7 @@ import difflib
 import importlib.util
 import os
 import platform
+import re
 import site
 import socket
 import sys
@@ -80,19 +82,38 @@ class LocalConnection(_Strict):
     type: Literal["local"]
 
 
+# Values that reach ssh's command line or the device's shell (always as separate arguments, never in a
+# shell string) must still not be readable as an option or hide a second line.
+def _safe(what: str, pattern: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"not a valid {what}")
+        return value
+    return AfterValidator(check)
+
+
+HostName = Annotated[str, _safe("host name or address (letters, digits, . - : _; not starting with -)",
+                                r"[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]{0,252}")]
+UserName = Annotated[str, _safe("user name (letters, digits, . _ -; not starting with -)",
+                                r"[A-Za-z0-9_.][A-Za-z0-9_.$-]{0,63}")]
+RemotePath = Annotated[str, _safe("command or path on the device (one line, not starting with - or a space)",
+                                  r"[^-\s][^\n\r\x00]{0,1023}")]
+
+
 class SshConnection(_Strict):
     """Runs on a device reached with the system ``ssh``/``scp`` (key authentication, no prompts)."""
 
     type: Literal["ssh"]
-    host: str = Field(min_length=1)
-    user: str = Field(min_length=1)
+    host: HostName
+    user: UserName
     port: int = Field(22, ge=1, le=65535)
     key: Optional[str] = None  # private key path; None: ssh's own choice (agent, ~/.ssh/id_*)
-    python: str = Field("python3", min_length=1)  # the device's Python executable (name or path)
-    workdir: str = Field("/tmp", min_length=1)  # a private temp dir is created under it per variant
+    python: RemotePath = "python3"  # the device's Python executable (name or path)
+    workdir: RemotePath = "/tmp"  # a private temp dir is created under it per variant
     known_hosts: Optional[str] = None  # None: the user's ~/.ssh/known_hosts
     accept_new_host_key: bool = False  # trust-on-first-use (StrictHostKeyChecking=accept-new)
     connect_timeout: float = Field(10, gt=0, le=300)
+    retries: int = Field(2, ge=0, le=10)  # attempts more after a connection that drops mid-way
 
     @property
     def target(self) -> str:
@@ -162,6 +183,7 @@ class Profile(_Strict):
     arch: Literal["native", "x86_64", "aarch64", "armv7l"]  # native: whatever this host is
     connection: Connection
     threads: Optional[int] = Field(None, ge=1)  # None: every core of the device
+    max_eval_images: Optional[int] = Field(None, ge=1)  # a cap on bench's test images (slow emulators)
     runtimes: Runtimes
     estimate: Optional[Estimate] = None
     emulation: Optional[Emulation] = None  # how `--emulate` stands in for the device here
@@ -293,6 +315,15 @@ def emulated(profile: Profile) -> Profile:
                            hint="aarch64 boards can be: add `emulation: {cpu: cortex-a72}` (a qemu CPU model) "
                                 f"to {profile.path}")
     connection = EmulatedConnection(type="emulated", cpu=profile.emulation.cpu)
+    return profile.model_copy(update={"connection": connection})
+
+
+def trusting_new_host(profile: Profile) -> Profile:
+    """``profile`` trusting an ssh host key not yet in known_hosts, recording it (``--trust-new-host``).
+    A *changed* key is still refused."""
+    if not isinstance(profile.connection, SshConnection):
+        return profile
+    connection = profile.connection.model_copy(update={"accept_new_host_key": True})
     return profile.model_copy(update={"connection": connection})
 
 

@@ -36,6 +36,7 @@ class ModelSpec:
     depth: int
     description: str
     builder: Callable[[int, int], nn.Module]
+    default_epochs: int  # FP32 training epochs of the default recipe (benchmarks/RESULTS.md)
     imagenet_weights_file: str | None = None  # torchvision's file name in the torch hub cache
 
 
@@ -72,11 +73,11 @@ REGISTRY: dict[str, ModelSpec] = {}
 for _depth in (18, 34, 50, 101, 152):
     _name = f"resnet{_depth}"
     REGISTRY[_name] = ModelSpec(_name, "imagenet", _depth, f"torchvision ResNet-{_depth} (ImageNet layout)",
-                                _torchvision(_name), _TV_FILES[_name])
+                                _torchvision(_name), 13, _TV_FILES[_name])
 for _depth in (20, 32, 44, 56, 110):
     _name = f"resnet{_depth}"
     REGISTRY[_name] = ModelSpec(_name, "cifar", _depth, f"CIFAR ResNet-{_depth} (He et al. 2016, option A)",
-                                _cifar(_depth))
+                                _cifar(_depth), 8)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -135,20 +136,22 @@ def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
-def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A state_dict from a user checkpoint: a plain state_dict, a dict holding ``state_dict`` or
-    ``model``, keys with a DataParallel ``module.`` prefix. Never runs pickled code."""
+    ``model``, keys with a DataParallel ``module.`` prefix. Never runs pickled code unless
+    ``trust_pickle`` (``--trust-pickle``: the user vouches for the file)."""
     path = Path(path)
     if not path.is_file():
         raise EdgeresError(f"checkpoint {path} not found")
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        obj: Any = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise EdgeresError(
                 f"checkpoint {path} holds pickled Python objects, not just tensors; refusing to load it "
-                f"because unpickling can run arbitrary code", hint="re-save it as a plain state_dict") from None
+                f"because unpickling can run arbitrary code",
+                hint="re-save it as a plain state_dict, or, only for a file you trust, pass --trust-pickle") from None
         raise EdgeresError(f"checkpoint {path} is corrupt or not a torch file ({text})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -210,8 +213,20 @@ def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[s
     return out
 
 
-def create(name: str, num_classes: int, in_channels: int, weights: str | None = None) -> nn.Module:
-    """Build a model and load ``weights``: ``None`` (random init), ``imagenet``, or a checkpoint path."""
+def save_state_dict(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s weights; a failed write (a full disk) is one clear error."""
+    try:
+        torch.save(model.state_dict(), path)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a short write as RuntimeError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write stopped short"
+        raise EdgeresError(f"could not write {path.name}: {reason}",
+                           hint=f"is the disk full? check free space in {path.parent.parent}") from None
+
+
+def create(name: str, num_classes: int, in_channels: int, weights: str | None = None,
+           trust_pickle: bool = False) -> nn.Module:
+    """Build a model and load ``weights``: ``None`` (random init), ``imagenet``, or a checkpoint path
+    (pickled objects beyond tensors only with ``trust_pickle``)."""
     model = build(name, num_classes, in_channels)
     if weights is None:
         return model
@@ -220,6 +235,6 @@ def create(name: str, num_classes: int, in_channels: int, weights: str | None = 
         state = adapt_state_dict(read_state_dict(path), model)
     else:
         path = Path(weights)
-        state = read_state_dict(path)
+        state = read_state_dict(path, trust_pickle)
     load_state_dict(model, state, str(path))
     return model

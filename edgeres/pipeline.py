@@ -9,6 +9,7 @@ that step and everything after it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -36,14 +37,19 @@ class RunResult:
 
 
 class _State:
-    """Step key -> artifact ids, per recipe, in the workspace."""
+    """Step key -> artifact ids, per recipe, in the workspace. Concurrent runs of one recipe merge their
+    records under a file lock instead of overwriting each other's."""
 
     def __init__(self, ws: Workspace, recipe: Recipe):
         self.path = ws.root / ".pipeline" / f"{recipe.name}.json"
+        self.data = self._read()
+
+    def _read(self) -> dict[str, list[str]]:
         try:
-            self.data: dict[str, list[str]] = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
-            self.data = {}
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def lookup(self, key: str, ws: Workspace) -> list[Artifact] | None:
         ids = self.data.get(key)
@@ -55,11 +61,13 @@ class _State:
             return None  # an artifact was deleted: run the step again
 
     def record(self, key: str, artifacts: list[Artifact]) -> None:
-        self.data[key] = [a.id for a in artifacts]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        os.replace(tmp, self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.data = {**self._read(), key: [a.id for a in artifacts]}
+            tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(self.data, indent=1))
+            os.replace(tmp, self.path)
 
 
 def _key(step: str, recipe: Recipe, options: Any, inputs: list[str]) -> str:
@@ -142,8 +150,9 @@ def _prune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.prune import PruneRequest, run_prune
 
     source = current["train"][0].id if "train" in current else recipe.model
-    return [run_prune(PruneRequest(source, ratio=o.ratio, method=o.method, finetune_epochs=o.finetune_epochs,
-                                   iterative=o.iterative, limit=o.limit, eval_limit=o.eval_limit,
+    return [run_prune(PruneRequest(source, ratio=o.ratio, method=o.method, global_pruning=o.scope == "global",
+                                   finetune_epochs=o.finetune_epochs, iterative=o.iterative, lr=o.lr,
+                                   round_to=o.round_to, limit=o.limit, eval_limit=o.eval_limit,
                                    dataset=recipe.dataset, data_dir=recipe.data), ws)]
 
 

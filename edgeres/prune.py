@@ -68,7 +68,7 @@ class PruneRequest:
     eval_limit: int | None = None
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
-    train_epochs: int = 8  # if an FP32 checkpoint must be trained first
+    train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
     sparsity: float | None = None  # magnitude method: fraction of conv/linear weights set to zero
 
 
@@ -108,11 +108,12 @@ def _source(req: PruneRequest, ws: Workspace) -> Artifact:
     try:
         source = ws.resolve(req.model)
     except EdgeresError:
-        models.get_spec(req.model)  # an unknown name fails here, with suggestions
+        spec = models.get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None:
+            epochs = req.train_epochs if req.train_epochs is not None else spec.default_epochs
             say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first "
-                f"({req.train_epochs} epochs)")
+                f"({epochs} epochs)")
             return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
                                           config=TrainConfig(epochs=req.train_epochs)), ws)
         say(f"using {source.describe()}")
@@ -372,7 +373,7 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
     with ws.create("prune", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=pruned_arch, preprocessing=prep.to_dict(), classes=manifest.get("classes"),
                    precision="fp32", method=req.method) as art:
-        torch.save(model.state_dict(), art.dir / "model.pt")
+        models.save_state_dict(model, art.dir / "model.pt")
         (art.dir / "pruning.json").write_text(json.dumps(report, indent=1))
         art.manifest["metrics"] = metrics
     artifact = art.artifact

@@ -23,7 +23,7 @@ class _Strict(BaseModel):
 
 
 class TrainStep(_Strict):
-    epochs: int = Field(8, ge=0)
+    epochs: Optional[int] = Field(None, ge=0, description="None: the model's default")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(0.1, gt=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -34,8 +34,12 @@ class TrainStep(_Strict):
 class PruneStep(_Strict):
     ratio: float = Field(gt=0, lt=1)
     method: Literal["l1", "l2", "taylor", "bn-scale"] = "l1"
+    scope: Literal["uniform", "global"] = Field("uniform", description="the same fraction from every layer, "
+                                                "or channels ranked across all layers")
     finetune_epochs: int = Field(3, ge=0)
     iterative: int = Field(1, ge=1)
+    lr: float = Field(0.01, gt=0)
+    round_to: Optional[int] = Field(None, ge=1, description="channel counts kept multiples of this")
     limit: Optional[int] = Field(None, ge=1)
     eval_limit: Optional[int] = Field(None, ge=1)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from edgeres.workspace import Artifact, Workspace
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
+    epochs: int | None = None  # None: the model's default (ModelSpec.default_epochs)
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -163,6 +162,7 @@ class TrainRequest:
     std: list[float] | None = None
     eval_limit: int | None = None
     config: TrainConfig = field(default_factory=TrainConfig)
+    trust_pickle: bool = False  # --trust-pickle: load a checkpoint holding pickled objects (runs its code)
 
 
 def prepare(model_name: str, dataset: str, data_dir: Path | None, num_classes: int | None = None,
@@ -185,10 +185,12 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
     """Train an FP32 model and save it, with its test accuracy, as a ``train`` artifact."""
     spec, info, prep, classes = prepare(req.model, req.dataset, req.data_dir, req.num_classes,
                                         req.input_size, req.mean, req.std)
+    if req.config.epochs is None:
+        req = replace(req, config=replace(req.config, epochs=spec.default_epochs))
     if req.config.epochs < 0:
         raise EdgeresError("--epochs must be >= 0")
     set_threads()
-    model = models.create(spec.name, classes, prep.channels, req.weights)
+    model = models.create(spec.name, classes, prep.channels, req.weights, req.trust_pickle)
     say(f"loading {info.name} ({prep.input_size}x{prep.input_size}, {prep.channels} channel(s))")
     train_ds = data.load_split(req.dataset, "train", prep, req.data_dir, req.config.limit)
     val_ds = data.load_split(req.dataset, "val", prep, req.data_dir, req.eval_limit)
@@ -201,7 +203,7 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
         history = fit(model, train_ds, req.config, val_ds, f"train {spec.name}") if req.config.epochs else []
         train_seconds = time.perf_counter() - start
         metrics = evaluate(model, test_ds)
-        torch.save(model.to(memory_format=torch.contiguous_format).state_dict(), art.dir / "model.pt")
+        models.save_state_dict(model.to(memory_format=torch.contiguous_format), art.dir / "model.pt")
         art.manifest["metrics"] = {"test": metrics, "train_seconds": round(train_seconds, 1), "history": history,
                                    "train_images": len(train_ds)}
     say(f"[green]saved[/] {art.artifact.describe()}: test top-1 {metrics['top1']:.2f}% "

@@ -82,9 +82,22 @@ def test_pickled_code_is_never_run(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"state_dict": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(EdgeresError, match="arbitrary code"):
+    with pytest.raises(EdgeresError, match="arbitrary code") as info:
         models.read_state_dict(tmp_path / "evil.pt")
+    assert "--trust-pickle" in str(info.value)  # the explicit opt-in is named
     assert not marker.exists()
+
+
+def test_trust_pickle_is_an_explicit_opt_in(tmp_path):
+    """A whole pickled model (not just tensors) loads only with --trust-pickle, through the CLI."""
+    from conftest import run_cli
+
+    torch.save(models.build("resnet20", 10, 1), tmp_path / "whole-model.pt")
+    args = ("train", "resnet20", "--epochs", "0", "--eval-limit", "20", "--weights", str(tmp_path / "whole-model.pt"))
+    refused = run_cli(*args, workspace=tmp_path / "ws")
+    assert refused.returncode == 1 and "arbitrary code" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = run_cli(*args, "--trust-pickle", workspace=tmp_path / "ws")
+    assert trusted.returncode == 0, trusted.stderr
 
 
 def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):

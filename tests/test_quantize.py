@@ -9,7 +9,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import run_cli
 from edgeres.workspace import Workspace

@@ -8,10 +8,13 @@ venv's. Tests check behaviour and results, never speed.
 from __future__ import annotations
 
 import getpass
+import json
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -21,9 +24,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import run_cli
 from edgeres import devices
 from edgeres.backends import local, run_variant, ssh
 from edgeres.errors import EdgeresError
+from edgeres.workspace import Workspace
 
 SSHD = Path("/usr/sbin/sshd")
 FAST = {"warmup": 1, "min_runs": 3, "min_seconds": 0.0, "max_runs": 10, "throughput_batch": 4}
@@ -84,7 +89,7 @@ Subsystem sftp internal-sftp
                 pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
             time.sleep(0.05)
     yield SimpleNamespace(port=port, dir=d, client_key=client_key, other_key=other_key,
-                          known_hosts=d / "known_hosts")
+                          known_hosts=d / "known_hosts", pid=proc.pid)
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
@@ -246,3 +251,106 @@ def test_local_runner_reports_a_rejected_file(tmp_path, job_dir):
     assert not result["ok"] and "cannot load broken.onnx" in result["error"]
     missing = ssh.run_variant(devices.get("raspberrypi"), job_dir, job("gone", "gone.onnx", "onnxruntime"), 60)
     assert not missing["result"]["ok"] and "gone.onnx" in missing["result"]["error"]
+
+
+def _cut_connections(sshd, remote: Path, times: int) -> threading.Thread:
+    """Kill the sshd session processes ``times`` times, each once a runner is at work under ``remote``:
+    the client sees its connection dropped mid-run, as with a device that loses its network."""
+    import psutil
+
+    def cut():
+        for _ in range(times):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not list(remote.glob("edgeres-*/job.json")):
+                time.sleep(0.05)
+            time.sleep(0.5)
+            for child in psutil.Process(sshd.pid).children():
+                child.kill()
+            while time.monotonic() < deadline and list(remote.glob("edgeres-*/job.json")):
+                time.sleep(0.05)  # the cut run's dir is removed before the next cut
+
+    thread = threading.Thread(target=cut, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_empty(directory: Path, seconds: float = 30) -> list[Path]:
+    deadline = time.monotonic() + seconds
+    while list(directory.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return list(directory.iterdir())
+
+
+def test_dropped_connection_is_retried_and_leaves_nothing(tmp_path, sshd, job_dir):
+    slow = job("slow", "model.onnx", "onnxruntime", method={**FAST, "min_seconds": 3.0, "max_runs": 10**6})
+    cutter = _cut_connections(sshd, tmp_path / "remote", times=1)
+    report = run_variant(profile(tmp_path, sshd), job_dir, slow, timeout=120)
+    cutter.join(timeout=5)
+    assert report["result"]["ok"] and report["retries"] == 1, report["result"]
+    assert _wait_empty(tmp_path / "remote") == []  # the cut run's dir went too
+
+
+def test_connection_dropping_every_time_gives_up_after_the_retries(tmp_path, sshd, job_dir):
+    slow = job("slow", "model.onnx", "onnxruntime", method={**FAST, "min_seconds": 3.0, "max_runs": 10**6})
+    cutter = _cut_connections(sshd, tmp_path / "remote", times=2)
+    with pytest.raises(EdgeresError, match="dropped 2 time") as info:
+        run_variant(profile(tmp_path, sshd, retries=1), job_dir, slow, timeout=120)
+    cutter.join(timeout=5)
+    assert "connection.retries" in str(info.value)
+    assert _wait_empty(tmp_path / "remote") == []
+
+
+@pytest.fixture(scope="module")
+def onnx_workspace(trained_workspace, tmp_path_factory) -> Path:
+    """The trained resnet20 exported to ONNX fp32 (verified on 50 images)."""
+    from edgeres.export.step import ExportRequest, run_export
+
+    root = tmp_path_factory.mktemp("ssh-bench") / "ws"
+    shutil.copytree(trained_workspace, root)
+    train = Workspace(root).latest("train", model="resnet20")
+    run_export(ExportRequest(["onnx"], ["fp32"], train.id, verify_limit=50), Workspace(root))
+    return root
+
+
+def test_bench_over_ssh_end_to_end(tmp_path, sshd, onnx_workspace):
+    """`edgeres bench --device PROFILE.yaml` on the loopback device: measured there, reported here,
+    no secret in any report, nothing left on the device."""
+    device = profile(tmp_path, sshd)
+    proc = run_cli("bench", "--device", str(device.path), "--model", "resnet20", "--eval-limit", "50",
+                   "--warmup", "1", "--min-runs", "3", "--min-seconds", "0", workspace=onnx_workspace)
+    assert proc.returncode == 0, proc.stderr
+    bench = Workspace(onnx_workspace).latest("bench")
+    base, row = bench.manifest["rows"]
+    assert base["role"] == "baseline" and base["status"] == "measured"
+    assert row["variant"] == "onnx fp32" and row["status"] == "measured" and row["n"] == 50
+    assert row["top1"] == base["top1"]  # the same file on the same kind of CPU
+    assert bench.manifest["device"]["connection"] == f"ssh {getpass.getuser()}@127.0.0.1:{sshd.port}"
+    private_key = sshd.client_key.read_text().split("\n")[1]
+    for path in bench.path.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".csv", ".md"):
+            text = path.read_text()
+            assert str(sshd.client_key) not in text and private_key not in text, path
+    assert str(sshd.client_key) not in proc.stdout + proc.stderr
+    assert list((tmp_path / "remote").iterdir()) == []
+
+
+def test_bench_trust_new_host_records_the_key(tmp_path, sshd, onnx_workspace):
+    empty = tmp_path / "known_hosts_new"
+    empty.write_text("")
+    device = profile(tmp_path, sshd, known_hosts=str(empty))
+    args = ("bench", "--device", str(device.path), "--model", "resnet20", "--eval-limit", "20", "--warmup", "0",
+            "--min-runs", "1", "--min-seconds", "0")
+    refused = run_cli(*args, workspace=onnx_workspace)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "not in known_hosts" in refused.stderr and "--trust-new-host" in refused.stderr
+    trusted = run_cli(*args, "--trust-new-host", workspace=onnx_workspace)
+    assert trusted.returncode == 0, trusted.stderr
+    assert (sshd.dir / "host_key.pub").read_text().split()[1] in empty.read_text()
+    json.loads((Workspace(onnx_workspace).latest("bench").path / "results.json").read_text())
+
+
+@pytest.mark.parametrize("key, value", [("host", "-oProxyCommand=touch /tmp/pwned"), ("host", "pi; rm -rf ~"),
+                                        ("user", "-l root"), ("workdir", "-rf"), ("python", "python3\nrm -rf /")])
+def test_values_reaching_ssh_are_validated(tmp_path, sshd, key, value):
+    with pytest.raises(EdgeresError, match=f"connection.{key}"):
+        profile(tmp_path, sshd, **{key: value})

@@ -74,3 +74,85 @@ def test_workspace_on_a_file_is_a_clear_error(tmp_path):
     with pytest.raises(EdgeresError, match="not writable"):
         with Workspace(tmp_path / "file" / "ws").create("train", model="m", dataset="d"):
             pass
+
+
+def _writer(root: str, index: int) -> str:
+    """One of many processes: read the workspace, write an artifact of a few files, read again."""
+    ws = Workspace(root)
+    ws.artifacts()
+    with ws.create("train", model=f"m{index}", dataset="d", config={"index": index}) as art:
+        for name in ("model.pt", "notes.txt"):
+            (art.dir / name).write_bytes(os.urandom(4096) + str(index).encode())
+    ws.artifacts()
+    return art.artifact.id
+
+
+def test_twenty_concurrent_writers_corrupt_nothing(tmp_path):
+    import multiprocessing
+
+    from edgeres.workspace import MANIFEST, sha256
+
+    with multiprocessing.get_context("spawn").Pool(20) as pool:
+        ids = pool.starmap(_writer, [(str(tmp_path), i) for i in range(20)])
+    assert len(set(ids)) == 20
+    ws = Workspace(tmp_path)
+    found = ws.artifacts("train")
+    assert sorted(a.id for a in found) == sorted(ids)
+    for artifact in found:
+        manifest = json.loads((artifact.path / MANIFEST).read_text())
+        assert manifest["config"]["index"] == int(manifest["model"][1:])
+        assert {name: sha256(artifact.path / name) for name in manifest["files"]} == manifest["files"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _recorder(root: str, index: int) -> None:
+    from edgeres.pipeline import _State
+    from edgeres.recipe import Recipe
+
+    recipe = Recipe.model_validate({"name": "r", "model": "resnet20", "steps": {"train": {}}})
+    state = _State(Workspace(root), recipe)
+    with Workspace(root).create("train", model="m", dataset="d") as art:
+        pass
+    state.record(f"key{index}", [art.artifact])
+
+
+def test_concurrent_runs_of_one_recipe_keep_every_record(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        pool.starmap(_recorder, [(str(tmp_path), i) for i in range(8)])
+    state = json.loads((tmp_path / ".pipeline" / "r.json").read_text())
+    assert sorted(state) == sorted(f"key{i}" for i in range(8))
+
+
+def test_full_disk_during_a_write_keeps_nothing(tmp_path):
+    """A file-size limit makes writes fail with EFBIG, as a full disk fails them with ENOSPC."""
+    code = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.RLIM_INFINITY))\n"
+        "from edgeres.cli.app import main\nmain()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "train", "resnet20", "--epochs", "0", "--eval-limit", "10",
+                           "--workspace", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "could not write model.pt" in proc.stderr and "disk full" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_during_training_leaves_no_artifact(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgeres", "train", "resnet20", "--epochs", "3", "--limit", "20000",
+                             "--workspace", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir()):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert Workspace(tmp_path).latest() is None  # the half-trained model is not an artifact
+    info = subprocess.run([sys.executable, "-m", "edgeres", "info", "--workspace", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0 and "train-" not in info.stdout

@@ -5,7 +5,8 @@ checking that its Python and numpy are there), copy the ``edgeres/runtimes`` mod
 (an OpenVINO ``.xml`` brings its ``.bin``), the evaluation ``.npz`` and the job, run
 ``python -m runtimes.runner job.json`` there under ``timeout``, read its JSON report from stdout and
 remove the dir (the remote shell removes it even when the connection is lost; a local clean-up catches
-earlier failures).
+earlier failures). A connection that drops mid-way (closed or reset) is retried from the start, at most
+``connection.retries`` times, each retry said on the console and counted in the report.
 
 Security: ``ssh``/``scp`` run as argument lists; the remote commands are fixed ``sh -c`` scripts whose
 only variable parts (python, directories, seconds) are passed as separately quoted arguments. Key
@@ -31,6 +32,7 @@ from typing import Any
 
 import edgeres.runtimes
 from edgeres.backends import failed, report_from_output
+from edgeres.console import say
 from edgeres.errors import EdgeresError
 
 # $1: python, $2: workdir. Prints one "edgeres:..." line saying what was found or made.
@@ -43,6 +45,17 @@ _RUN = ('cd "$1" || exit 3; '
         'if command -v timeout >/dev/null 2>&1; then timeout "$2" "$3" -m runtimes.runner job.json; '
         'else "$3" -m runtimes.runner job.json; fi; rc=$?; cd / && rm -rf "$1"; exit $rc')
 _TIMED_OUT = 124  # coreutils/busybox timeout's exit status
+# What ssh/scp print when an established connection breaks (worth a retry, unlike a refusal).
+_DROPPED = ("closed by remote host", "connection closed", "connection reset", "broken pipe", "lost connection")
+
+
+class _Dropped(Exception):
+    """The connection broke mid-way; the message is ssh's."""
+
+
+def _check_dropped(proc: subprocess.CompletedProcess) -> None:
+    if proc.returncode == 255 and not proc.stdout.strip() and any(d in proc.stderr.lower() for d in _DROPPED):
+        raise _Dropped(_last_line(proc.stderr))
 
 
 def _options(c) -> list[str]:
@@ -74,6 +87,8 @@ def _scp(c, sources: list[Path], remote_dir: str, timeout: float) -> None:
                f"{c.user}@{host}:{remote_dir}/"]
     proc = _call(c, command, timeout)
     if proc.returncode != 0:
+        if any(d in proc.stderr.lower() for d in _DROPPED):
+            raise _Dropped(_last_line(proc.stderr))
         raise _connection_error(c, proc.stderr) or EdgeresError(
             f"copying to {c.target}:{remote_dir} failed: {_last_line(proc.stderr)}",
             hint="the device's sshd needs the sftp subsystem for scp, and free space under workdir")
@@ -118,20 +133,19 @@ def _connection_error(c, stderr: str) -> EdgeresError | None:
     if "Host key verification failed" in stderr:
         return EdgeresError(
             f"the host key of {where} is not in known_hosts",
-            hint=f"connect once with `ssh -p {c.port} {c.target}` and check the fingerprint, or set "
-                 "connection.accept_new_host_key: true in the device profile to trust it on first use")
+            hint=f"connect once with `ssh -p {c.port} {c.target}` and check the fingerprint, or trust it on "
+                 "first use: `edgeres bench --trust-new-host` (or connection.accept_new_host_key: true)")
     if "Permission denied" in stderr:
         key = f"-i {c.key}.pub " if c.key else ""
         return EdgeresError(f"ssh authentication as {c.user} on {where} failed (key authentication only)",
                             hint=f"install your public key on the device: ssh-copy-id {key}-p {c.port} {c.target}")
-    if "Connection closed" in stderr or "Connection reset" in stderr:
-        return EdgeresError(f"the connection to {where} was closed: {_last_line(stderr)}", hint=profile_hint)
     return None
 
 
 def _prepare(c, timeout: float) -> str:
     """Check the device's Python and numpy, make the private run dir; its path."""
     proc = _ssh(c, _PREPARE, c.python, c.workdir, timeout=timeout)
+    _check_dropped(proc)
     if proc.returncode == 255:
         raise _connection_error(c, proc.stderr) or EdgeresError(
             f"ssh to {c.target}:{c.port} failed: {_last_line(proc.stderr)}")
@@ -169,12 +183,33 @@ def _job_files(job_dir: Path, job: dict[str, Any]) -> tuple[list[Path], dict[str
 
 def run_variant(profile, job_dir: Path, job: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:
     """Measure ``job`` on the ssh device of ``profile``; ``timeout`` bounds the copy and, on the device,
-    the run. Device-level failures raise ``EdgeresError``; a variant that cannot run returns ok: false."""
+    the run. Device-level failures raise ``EdgeresError``; a variant that cannot run returns ok: false.
+    A dropped connection is retried ``connection.retries`` times; the report's ``retries`` counts them."""
     c = profile.connection
     try:
         files, remote_job = _job_files(job_dir, job)
     except FileNotFoundError as exc:
         return failed(job, f"file(s) missing for this variant: {exc}", "ssh")
+    drops: list[str] = []
+    while True:
+        try:
+            report = _run_once(c, files, remote_job, job, timeout)
+        except _Dropped as exc:
+            drops.append(str(exc))
+            if len(drops) > c.retries:
+                raise EdgeresError(f"the connection to {c.target}:{c.port} dropped {len(drops)} time(s) "
+                                   f"(last: {exc})", hint="check the device's power and network; "
+                                   "connection.retries in the device profile sets how often to retry") from None
+            say(f"[yellow]warning:[/] the connection to {c.target} dropped ({exc}); "
+                f"retry {len(drops)} of {c.retries}")
+            continue
+        report["retries"] = len(drops)
+        return report
+
+
+def _run_once(c, files: list[Path], remote_job: dict[str, Any], job: dict[str, Any],
+              timeout: float) -> dict[str, Any]:
+    """One attempt: prepare, copy, run, read the report; the remote dir is gone afterwards."""
     step_timeout = c.connect_timeout + 60  # preparation and clean-up: small commands
     remote_dir = _prepare(c, step_timeout)
     try:
@@ -187,6 +222,7 @@ def run_variant(profile, job_dir: Path, job: dict[str, Any], timeout: float = 90
         # The device stops the runner at `timeout`; the margin covers connecting and the report's return.
         proc = _ssh(c, _RUN, remote_dir, str(math.ceil(timeout)), c.python, timeout=timeout + step_timeout,
                     raise_timeout=True)
+        _check_dropped(proc)
     except subprocess.TimeoutExpired:  # a device without `timeout` and a hung runner
         _remove(c, remote_dir, step_timeout)
         return failed(job, f"no answer from {c.target} within {timeout + step_timeout:g} s", "ssh")

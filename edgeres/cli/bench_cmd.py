@@ -24,6 +24,9 @@ def bench(
     emulate: Annotated[bool, typer.Option("--emulate", help="Run on the device's emulation here (aarch64 boards: "
                                           "qemu-user, after `edgeres devices --setup DEVICE`): its accuracy on its "
                                           "own kernels, labelled emulated; latency estimated.")] = False,
+    trust_new_host: Annotated[bool, typer.Option("--trust-new-host", help="Trust an ssh device whose host key "
+                                                 "is not in known_hosts yet, and record it (a changed key is "
+                                                 "always refused).")] = False,
     min_runs: Annotated[Optional[int], typer.Option(min=1, help="Timed batch-1 runs, at least.")] = None,
     min_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
     warmup: Annotated[Optional[int], typer.Option(min=0, help="Untimed runs before timing.")] = None,
@@ -39,7 +42,7 @@ def bench(
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup}.items()
               if v is not None}
     request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data,
-                           emulate=emulate)
+                           emulate=emulate, trust_new_host=trust_new_host)
     result = run_bench(request, workspace(workspace_dir))
     out.print(table(result.results))
     for warning in result.results["warnings"]:

@@ -24,6 +24,9 @@ def quantize(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
     analyze: Annotated[bool, typer.Option("--analyze", help="Save and print per-layer sensitivity.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help="Start from this FP32 checkpoint file.")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
+                                               "pickled Python objects. Unpickling runs the file's code: only for "
+                                               "files you trust.")] = False,
     dataset: DatasetOpt = "fashion-mnist",
     data: DataDirOpt = None,
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="QAT on a subset of the training images.")] = None,
@@ -43,7 +46,8 @@ def quantize(
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
     request = QuantizeRequest(model, dataset, data, weights, calib_samples, estimator, bias_correction, qat, epochs,
-                              lr, train_limit, max_drop, strict, analyze, val_limit, eval_limit)
+                              lr, train_limit, max_drop, strict, analyze, val_limit, eval_limit,
+                              trust_pickle=trust_pickle)
     artifact = run_quantize(request, workspace(workspace_dir))
     if analyze and (artifact.path / "sensitivity.json").is_file():
         _print_sensitivity(artifact.path / "sensitivity.json")

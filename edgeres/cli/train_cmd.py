@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,12 +13,16 @@ def train(
     model: ModelArg,
     dataset: DatasetOpt = "fashion-mnist",
     data: DataDirOpt = None,
-    epochs: Annotated[int, typer.Option(min=0, help="Training epochs.")] = 8,
+    epochs: Annotated[Optional[int], typer.Option(min=0, help="Training epochs; default: the model's (13 for the "
+                                                  "ImageNet layout, 8 for CIFAR ResNets).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of the one-cycle schedule.")] = 0.1,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing; it also bounds the "
                                                    "logits, which full-integer int8 quantizes.")] = 0.1,
     weights: Annotated[Optional[str], typer.Option(help="Start from 'imagenet' or a checkpoint file.")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
+                                               "pickled Python objects. Unpickling runs the file's code: only for "
+                                               "files you trust.")] = False,
     num_classes: Annotated[Optional[int], typer.Option(min=2, help="Classifier size (default: the dataset's).")] = None,
     input_size: Annotated[Optional[int], typer.Option(min=8, help="Override the input size.")] = None,
     mean: Annotated[Optional[list[float]], typer.Option(help="Override the normalization mean (repeat per channel).")] = None,
@@ -34,7 +37,8 @@ def train(
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, seed=seed,
                          limit=limit)
-    request = TrainRequest(model, dataset, data, weights, num_classes, input_size, mean, std, eval_limit, config)
+    request = TrainRequest(model, dataset, data, weights, num_classes, input_size, mean, std, eval_limit, config,
+                           trust_pickle)
     artifact = run_train(request, workspace(workspace_dir))
     print(artifact.path)
 

@@ -127,9 +127,11 @@ def save(model: nn.Module, directory: Path) -> None:
     """Write ``model.pt`` (tensors only) and ``quantizers.json`` (NNCF's quantizer placement)."""
     import nncf.torch
 
+    from edgeres.models import save_state_dict
+
     config = nncf.torch.get_config(model)
     (directory / "quantizers.json").write_text(json.dumps(_to_json(config), indent=1))
-    torch.save(model.state_dict(), directory / "model.pt")
+    save_state_dict(model, directory / "model.pt")
 
 
 def restore(float_model: nn.Module, directory: Path) -> nn.Module:

@@ -40,7 +40,8 @@ class QuantizeRequest:
     analyze: bool = False
     val_limit: int | None = 2000
     eval_limit: int | None = None
-    train_epochs: int = 8  # if an FP32 checkpoint must be trained first
+    train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
+    trust_pickle: bool = False  # --trust-pickle: ``weights`` may hold pickled objects (runs their code)
 
 
 def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
@@ -51,15 +52,17 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
     if req.weights is not None:
         say(f"importing FP32 checkpoint {req.weights}")
         return run_train(TrainRequest(req.model, req.dataset, req.data_dir, str(req.weights),
-                                      eval_limit=req.eval_limit, config=TrainConfig(epochs=0)), ws)
+                                      eval_limit=req.eval_limit, config=TrainConfig(epochs=0),
+                                      trust_pickle=req.trust_pickle), ws)
     try:
         source = ws.resolve(req.model)
     except EdgeresError:
         source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
             ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None and req.model in REGISTRY:
+            epochs = req.train_epochs if req.train_epochs is not None else REGISTRY[req.model].default_epochs
             say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first "
-                f"({req.train_epochs} epochs)")
+                f"({epochs} epochs)")
             return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
                                           config=TrainConfig(epochs=req.train_epochs)), ws)
         if source is None:
