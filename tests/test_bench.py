@@ -139,3 +139,44 @@ def test_bad_filters_and_empty_workspaces_fail_clearly(exported, tmp_path):
         run_bench(BenchRequest(), Workspace(tmp_path / "empty"))
     with pytest.raises(EdgeresError, match="runs none of the exported formats"):
         run_bench(BenchRequest(device="gpu"), Workspace(exported))
+
+
+@pytest.mark.parametrize("fmt, suffix, keep", [("onnx", ".onnx", 0.5), ("onnx", ".onnx", 0.0),
+                                               ("openvino", ".bin", 0.5), ("openvino", ".xml", 0.3)])
+def test_truncated_model_files_are_clear_errors_in_verify_and_bench(exported, tmp_path, fmt, suffix, keep):
+    """A file cut short (a copy interrupted, a full disk) is refused by verification and by bench with one
+    clear line naming the file; the other variants are still measured."""
+    import numpy as np
+
+    from edgeres.bench import BenchRequest, run_bench
+    from edgeres.export import verify
+
+    ws = _copy(exported, tmp_path)
+    victim = ws.latest("export", format=fmt, precision="fp32")
+    cut = next(victim.path.glob(f"*{suffix}"))
+    cut.write_bytes(cut.read_bytes()[:int(cut.stat().st_size * keep)])
+    model_file = victim.path / victim.manifest["file"]
+    x = np.zeros((4, 1, 28, 28), np.float32)
+    with pytest.raises(EdgeresError, match=f"verification could not run {model_file.name}") as info:
+        verify.verify(model_file, victim.manifest["runtime"], x, np.zeros(4, int), np.zeros((4, 10)), "fp32")
+    assert "Traceback" not in str(info.value)
+    result = run_bench(BenchRequest(eval_limit=30, method=_method()), ws)
+    by_name = {r["variant"]: r for r in result.rows}
+    assert by_name[f"{fmt} fp32"]["status"] == "failed" and "\n" not in by_name[f"{fmt} fp32"]["error"]
+    assert all(r["status"] == "measured" for name, r in by_name.items() if name not in (f"{fmt} fp32",))
+
+
+def test_a_profile_can_cap_the_evaluation_images(exported, tmp_path):
+    """Slow emulators (the HTP's) cap bench's test images in their profile; bench says so."""
+    import yaml
+
+    profile = tmp_path / "slow.yaml"
+    profile.write_text(yaml.safe_dump({"description": "a slow device", "arch": "native",
+                                       "connection": {"type": "local"}, "max_eval_images": 30,
+                                       "runtimes": {"onnxruntime": {}}}))
+    from edgeres.bench import BenchRequest, run_bench
+
+    result = run_bench(BenchRequest(device=str(profile), eval_limit=200, targets=["onnx"], precisions=["fp32"],
+                                    method=_method()), _copy(exported, tmp_path))
+    assert [r["n"] for r in result.rows] == [30, 30]
+    assert any("at most 30 test images" in w for w in result.results["warnings"])
