@@ -2,7 +2,7 @@
 
     python benchmarks/hardening.py [--keep DIR]
 
-Builds a small workspace (resnet20, 1 epoch on 2,000 Fashion-MNIST images, int8, exported to all three
+Builds a small workspace (resnet20, 3 epochs on 10,000 Fashion-MNIST images, int8, exported to all three
 formats), then runs every bad input below as its own `edgeres` process and checks that it ends with a
 non-zero exit, one clear message (the expected words), no traceback, and a workspace whose every
 manifest still parses and matches its files' hashes, with no temp dir left. Then 20 `edgeres` processes
@@ -69,7 +69,7 @@ def build_workspace(root: Path) -> dict[str, str]:
     """resnet20 trained briefly, quantized, exported; the ids the cases need."""
     from edgeres.workspace import Workspace
 
-    steps = [("train", "resnet20", "--epochs", "1", "--limit", "2000", "--eval-limit", "200"),
+    steps = [("train", "resnet20", "--epochs", "3", "--limit", "10000", "--eval-limit", "200"),
              ("quantize", "resnet20", "--int8", "--calib-samples", "64", "--eval-limit", "200", "--val-limit", "200"),
              ("export", "--target", "all", "--precision", "fp32", "--precision", "int8", "--verify-limit", "100",
               "--calib-samples", "64")]
@@ -328,7 +328,7 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="edgeres-hardening-"))
     base.mkdir(parents=True, exist_ok=True)
     if not (base / "ws").is_dir():
-        print("building the workspace (resnet20, 1 epoch, int8, 3 exports) ...", file=sys.stderr)
+        print("building the workspace (resnet20, 3 epochs, int8, 3 exports) ...", file=sys.stderr)
         ids = build_workspace(base / "ws")
         (base / "ids.json").write_text(json.dumps(ids))
     ids = json.loads((base / "ids.json").read_text())
