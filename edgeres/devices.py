@@ -439,6 +439,9 @@ def usable(profile: Profile, runtime: str | None = None) -> tuple[bool, str]:
     usable when at least one of its runtimes is.
     """
     if isinstance(profile.connection, SshConnection):
+        key = profile.connection.key
+        if key and not Path(key).expanduser().is_file():
+            return False, f"its ssh key {key} (connection.key) does not exist"
         return _reachable(profile.connection)
     if isinstance(profile.connection, EmulatedConnection):
         return _emulation_ready(profile)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -144,14 +145,21 @@ def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, t
     if not path.is_file():
         raise EdgeresError(f"checkpoint {path} not found")
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says enough
+            warnings.simplefilter("ignore")
+            obj: Any = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
         text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        hint = ("re-save it as a plain state_dict (torch.save(model.state_dict(), path)), or, only for a file "
+                "you trust, pass --trust-pickle")
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):  # it names code to import and run
             raise EdgeresError(
                 f"checkpoint {path} holds pickled Python objects, not just tensors; refusing to load it "
-                f"because unpickling can run arbitrary code",
-                hint="re-save it as a plain state_dict, or, only for a file you trust, pass --trust-pickle") from None
+                f"because unpickling can run arbitrary code", hint=hint) from None
+        if text.startswith("Weights only load failed"):  # a pickle the tensors-only reader cannot follow
+            raise EdgeresError(
+                f"checkpoint {path} cannot be read as tensors only: it is corrupt, or it holds pickled data "
+                f"whose loading could run arbitrary code", hint=hint) from None
         raise EdgeresError(f"checkpoint {path} is corrupt or not a torch file ({text})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

@@ -48,7 +48,7 @@ class QuantizeStep(_Strict):
     method: Literal["ptq", "qat"] = "ptq"
     calib_samples: int = Field(300, ge=1)
     estimator: Literal["default", "minmax", "mean-minmax", "percentile", "mse"] = "default"
-    bias_correction: Literal["fast", "full", "none"] = "fast"
+    bias_correction: Literal["none", "fast"] = "none"
     epochs: int = Field(1, ge=1, description="QAT epochs")
     lr: float = Field(0.002, gt=0)
     max_drop: Optional[float] = Field(None, ge=0, description="accuracy budget, percentage points")

@@ -175,6 +175,9 @@ class Workspace:
                   **equals: Any) -> list[Artifact]:
         """Finished artifacts, newest first, optionally filtered by kind and manifest fields."""
         if not self.root.is_dir():
+            if self.root.exists():
+                raise EdgeresError(f"workspace {self.root} is not a directory",
+                                   hint="choose another with --workspace DIR or EDGERES_WORKSPACE")
             return []
         found = []
         for entry in self.root.iterdir():

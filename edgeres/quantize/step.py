@@ -30,7 +30,7 @@ class QuantizeRequest:
     weights: Path | None = None  # an FP32 checkpoint file to start from instead of the workspace's
     calib_samples: int = 300
     estimator: str = "default"
-    bias_correction: str = "fast"
+    bias_correction: str = "none"
     qat: bool = False
     epochs: int = 1
     lr: float = 0.002
