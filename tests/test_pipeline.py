@@ -103,11 +103,9 @@ def test_recipe_end_to_end_then_skips_then_reruns_from_a_step(tmp_path):
     kinds = sorted(p.name.split("-")[0] for p in (tmp_path / "ws").iterdir() if not p.name.startswith("."))
     assert kinds == ["bench", "export", "export", "export", "export", "quantize", "train"]
 
-    start = time.perf_counter()
     again = run_cli("run", str(path), workspace=tmp_path / "ws")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("unchanged, skipped") == 4
-    assert time.perf_counter() - start < 60  # generous: the point is no step re-ran (no wall-clock claim)
+    assert again.stderr.count("unchanged, skipped") == 4  # no step re-ran
 
     rerun = run_cli("run", str(path), "--from", "export", workspace=tmp_path / "ws")
     assert rerun.returncode == 0, rerun.stderr
