@@ -300,7 +300,9 @@ def run_case(case: Case, base: Path, index: int) -> dict:
     broken = [p for p in check_workspace(d / "ws") if not case.area == "model file" or "changed" not in p]
     problems += broken
     new = [name for name in after if name not in before and not name.startswith(".")]
-    message = next((line.strip() for line in proc.stderr.splitlines() if "rror" in line), text.strip()[-200:])
+    lines = [line.strip(" │╭╰─\u2500") for line in proc.stderr.splitlines()]  # Typer boxes usage errors
+    message = next((line for line in lines if "rror" in line and len(line) > 8), "") or \
+        next((line for line in lines if line and "Usage" not in line and "Try" not in line), text.strip()[-200:])
     return {"area": case.area, "what": case.what, "args": case.args, "exit": proc.returncode,
             "ok": not problems, "problems": problems, "message": message[:300], "new_artifacts": new,
             "seconds": round(time.perf_counter() - start, 1)}
