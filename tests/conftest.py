@@ -38,3 +38,11 @@ def trained_workspace(tmp_path_factory) -> Path:
     for name in ("resnet20", "resnet18"):
         run_train(TrainRequest(model=name, eval_limit=500, config=TrainConfig(epochs=3, limit=10000)), ws)
     return ws.root
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT: a shell that runs the tests in the
+    background leaves SIGINT ignored, and Python keeps it so, which would make Ctrl-C a no-op."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

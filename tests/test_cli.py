@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from conftest import run_cli
+from conftest import interruptible, run_cli
 
 
 def assert_clean_error(result, *needles: str) -> None:
@@ -69,7 +69,8 @@ def test_ctrl_c_during_training_keeps_nothing(tmp_path):
 
     env = dict(os.environ, EDGERES_WORKSPACE=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "edgeres", "train", "resnet18", "--epochs", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=interruptible)
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir()):
         time.sleep(0.5)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, interruptible, run_cli
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 
@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_after_the_last_finished_step(tmp_path):
     ws = tmp_path / "ws"
     env = dict(os.environ, EDGERES_WORKSPACE=str(ws))
     proc = subprocess.Popen([sys.executable, "-m", "edgeres", "run", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=interruptible)
     state = ws / ".pipeline" / "small.json"
     deadline = time.time() + 600
     while time.time() < deadline and not (state.exists() and len(json.loads(state.read_text())) >= 2):
