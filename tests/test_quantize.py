@@ -119,7 +119,9 @@ def test_cli_qat_keeps_best_epoch(quantized, tmp_path):
     m = ws.latest("quantize").manifest
     assert m["method"] == "qat" and [h["epoch"] for h in m["metrics"]["qat_history"]] == [0, 1]
     best = max(h["val_top1"] for h in m["metrics"]["qat_history"])
-    assert m["metrics"]["int8"]["val_top1"] == pytest.approx(best, abs=1e-6)
+    # the kept weights score the best epoch's val top-1; the history was taken in channels-last layout and
+    # the final score in the contiguous one, whose rounding may flip one near-tie image of the 300
+    assert m["metrics"]["int8"]["val_top1"] == pytest.approx(best, abs=100 / 300 + 1e-6)
 
 
 def test_cli_analyze_prints_and_saves_sensitivity(quantized):
