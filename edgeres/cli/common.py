@@ -15,6 +15,9 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset dire
                                                                     "/usr/share/datasets/fashion-mnist).")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option("--eval-limit", min=1,
                                                      help="Evaluate on a seeded subset of this many test images.")]
+TrustPickleOpt = Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
+                                              "pickled Python objects. Unpickling runs the file's code: only for "
+                                              "files you trust.")]
 
 
 def workspace(path: Path):

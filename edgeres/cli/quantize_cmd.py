@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, TrustPickleOpt, WorkspaceOpt,
+                                 workspace)
 
 
 def quantize(
@@ -25,9 +26,7 @@ def quantize(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
     analyze: Annotated[bool, typer.Option("--analyze", help="Save and print per-layer sensitivity.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help="Start from this FP32 checkpoint file.")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
-                                               "pickled Python objects. Unpickling runs the file's code: only for "
-                                               "files you trust.")] = False,
+    trust_pickle: TrustPickleOpt = False,
     dataset: DatasetOpt = "fashion-mnist",
     data: DataDirOpt = None,
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="QAT on a subset of the training images.")] = None,

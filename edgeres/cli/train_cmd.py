@@ -4,7 +4,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, TrustPickleOpt, WorkspaceOpt,
+                                 workspace)
 
 ModelArg = Annotated[str, typer.Argument(help="Model name (see `edgeres models`).")]
 
@@ -20,9 +21,7 @@ def train(
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing; it also bounds the "
                                                    "logits, which full-integer int8 quantizes.")] = 0.1,
     weights: Annotated[Optional[str], typer.Option(help="Start from 'imagenet' or a checkpoint file.")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
-                                               "pickled Python objects. Unpickling runs the file's code: only for "
-                                               "files you trust.")] = False,
+    trust_pickle: TrustPickleOpt = False,
     num_classes: Annotated[Optional[int], typer.Option(min=2, help="Classifier size (default: the dataset's).")] = None,
     input_size: Annotated[Optional[int], typer.Option(min=8, help="Override the input size.")] = None,
     mean: Annotated[Optional[list[float]], typer.Option(help="Override the normalization mean (repeat per channel).")] = None,
