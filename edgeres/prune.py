@@ -108,12 +108,10 @@ def _source(req: PruneRequest, ws: Workspace) -> Artifact:
     try:
         source = ws.resolve(req.model)
     except EdgeresError:
-        spec = models.get_spec(req.model)  # an unknown name fails here, with suggestions
+        models.get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None:
-            epochs = req.train_epochs if req.train_epochs is not None else spec.default_epochs
-            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first "
-                f"({epochs} epochs)")
+            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first")
             return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
                                           config=TrainConfig(epochs=req.train_epochs)), ws)
         say(f"using {source.describe()}")

@@ -187,6 +187,7 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
                                         req.input_size, req.mean, req.std)
     if req.config.epochs is None:
         req = replace(req, config=replace(req.config, epochs=spec.default_epochs))
+        say(f"training {spec.name} for {spec.default_epochs} epochs (its default)")
     if req.config.epochs < 0:
         raise EdgeresError("--epochs must be >= 0")
     set_threads()

@@ -60,9 +60,7 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
         source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
             ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None and req.model in REGISTRY:
-            epochs = req.train_epochs if req.train_epochs is not None else REGISTRY[req.model].default_epochs
-            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first "
-                f"({epochs} epochs)")
+            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first")
             return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
                                           config=TrainConfig(epochs=req.train_epochs)), ws)
         if source is None:
