@@ -53,8 +53,13 @@ class _Dropped(Exception):
     """The connection broke mid-way; the message is ssh's."""
 
 
+def _dropped(stderr: str) -> bool:
+    return any(d in stderr.lower() for d in _DROPPED)
+
+
 def _check_dropped(proc: subprocess.CompletedProcess) -> None:
-    if proc.returncode == 255 and not proc.stdout.strip() and any(d in proc.stderr.lower() for d in _DROPPED):
+    """Raise ``_Dropped`` when ssh (exit 255, no output) lost its connection."""
+    if proc.returncode == 255 and not proc.stdout.strip() and _dropped(proc.stderr):
         raise _Dropped(_last_line(proc.stderr))
 
 
@@ -87,7 +92,7 @@ def _scp(c, sources: list[Path], remote_dir: str, timeout: float) -> None:
                f"{c.user}@{host}:{remote_dir}/"]
     proc = _call(c, command, timeout)
     if proc.returncode != 0:
-        if any(d in proc.stderr.lower() for d in _DROPPED):
+        if _dropped(proc.stderr):
             raise _Dropped(_last_line(proc.stderr))
         raise _connection_error(c, proc.stderr) or EdgeresError(
             f"copying to {c.target}:{remote_dir} failed: {_last_line(proc.stderr)}",
