@@ -1,6 +1,6 @@
 """int8 vs fp32 latency per runtime, and our int8 files against the peers' own int8 paths.
 
-    python benchmarks/int8_latency.py [--models resnet18,resnet50] [--size 224] [--threads 2] [--runs 50]
+    python benchmarks/int8_latency.py [--models resnet18,resnet50] [--size 224] [--threads 2] [--rounds 10]
 
 Random weights (latency does not depend on them) at ImageNet size, batch 1. For each model the same
 BN-folded FP32 network is quantized by:
@@ -10,8 +10,8 @@ BN-folded FP32 network is quantized by:
   ``quant_pre_process``: the fastest onnxruntime setting on this CPU); NNCF applied to the OpenVINO model
   (``nncf.quantize(ov_model)``, OpenVINO's own int8 path); TFLite's path is onnx2tf + the converter,
   which is also ours, so its row is the same file.
-Each file runs in our runtime sessions with the runner's method (warm-up, then timed batch-1 runs);
-the table gives p50 in ms and the ratios. Prints Markdown.
+Each file runs in our runtime sessions (warm-up, then timed batch-1 runs, all files of a model
+interleaved in rounds: see ``interleaved_p50_ms``); the table gives p50 in ms and the ratios. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -36,16 +36,30 @@ from edgeres.quantize.fold import fold_batchnorm
 from edgeres.runtimes import open_session
 
 
-def p50_ms(path: Path, runtime: str, x: np.ndarray, threads: int, runs: int) -> float:
-    session = open_session(path, runtime, threads=threads)
-    for _ in range(10):
-        session.run(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(x)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+def interleaved_p50_ms(files: dict, x: np.ndarray, threads: int, rounds: int, block_seconds: float = 0.3) -> dict:
+    """p50 per file over ``rounds`` rounds; in each round every file runs one block (3 untimed runs, then
+    timed runs for at least 10 runs and ``block_seconds``). Interleaving spreads the machine's drift over
+    the minutes of a run on every file alike (one file after the other would hand it to whichever ran in
+    the slow minute). A pause before each block lets the previous session's worker threads stop spinning,
+    so that they do not take cores from the session being timed."""
+    sessions = {key: open_session(path, key[0], threads=threads) for key, path in files.items()}
+    for session in sessions.values():
+        for _ in range(10):
+            session.run(x)
+    times: dict = {key: [] for key in sessions}
+    for _ in range(rounds):
+        for key, session in sessions.items():
+            time.sleep(0.1)
+            for _ in range(3):
+                session.run(x)
+            block: list[float] = []
+            end = time.perf_counter() + block_seconds
+            while len(block) < 10 or time.perf_counter() < end:
+                start = time.perf_counter()
+                session.run(x)
+                block.append((time.perf_counter() - start) * 1000)
+            times[key] += block
+    return {key: float(np.median(t)) for key, t in times.items()}
 
 
 def nncf_openvino_peer(fp32: Path, out: Path, calib: np.ndarray) -> Path:
@@ -59,7 +73,7 @@ def nncf_openvino_peer(fp32: Path, out: Path, calib: np.ndarray) -> Path:
     return out
 
 
-def bench_model(name: str, size: int, threads: int, runs: int, tmp: Path, with_tflite: bool) -> list[dict]:
+def bench_model(name: str, size: int, threads: int, rounds: int, tmp: Path, with_tflite: bool) -> list[dict]:
     torch.manual_seed(0)
     prep = Preprocessing(size, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     folded = fold_batchnorm(models.build(name, 1000, 3).eval())
@@ -87,8 +101,7 @@ def bench_model(name: str, size: int, threads: int, runs: int, tmp: Path, with_t
         files[("tflite", "fp32")] = tflite_export.export(job("fp32", tmp / f"{name}-fp32.tflite"))
         files[("tflite", "int8 edgeres (= onnx2tf peer)")] = tflite_export.export(job("int8", tmp / f"{name}-int8.tflite"))
     rows, fp32_ms = [], {}
-    for (runtime, variant), path in files.items():
-        ms = p50_ms(path, runtime, x, threads, runs)
+    for (runtime, variant), ms in interleaved_p50_ms(files, x, threads, rounds).items():
         if variant == "fp32":
             fp32_ms[runtime] = ms
         rows.append({"model": name, "runtime": runtime, "variant": variant, "p50_ms": ms,
@@ -101,15 +114,15 @@ def main() -> None:
     parser.add_argument("--models", default="resnet18,resnet50")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--no-tflite", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            rows += bench_model(name, args.size, args.threads, args.runs, Path(tmp), not args.no_tflite)
-    print(f"\nbatch 1, {args.size}x{args.size}x3, {args.threads} threads, median of {args.runs} runs, "
+            rows += bench_model(name, args.size, args.threads, args.rounds, Path(tmp), not args.no_tflite)
+    print(f"\nbatch 1, {args.size}x{args.size}x3, {args.threads} threads, p50 over {args.rounds} interleaved rounds of >= 0.3 s per file, "
           f"random weights; {platform.processor() or platform.machine()}\n")
     print("| model | runtime | variant | p50 ms | speedup vs fp32 | ours / peer |")
     print("|---|---|---|---|---|---|")
@@ -117,7 +130,7 @@ def main() -> None:
         ours = next((o for o in rows if o["model"] == r["model"] and o["runtime"] == r["runtime"]
                      and o["variant"].startswith("int8 edgeres")), None)
         ratio = f"{ours['p50_ms'] / r['p50_ms']:.2f}" if "peer" in r["variant"] and ours else ""
-        print(f"| {r['model']} | {r['runtime']} | {r['variant']} | {r['p50_ms']:.2f} | {r['speedup_vs_fp32']:.2f}x | {ratio} |")
+        print(f"| {r['model']} | {r['runtime']} | {r['variant']} | {r['p50_ms']:.3g} | {r['speedup_vs_fp32']:.2f}x | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Structured pruning of ResNet-18 on Fashion-MNIST: MACs, accuracy, and latency against the unpruned model.
 
     python benchmarks/prune_resnet18.py --workspace WS [--ratios 0.3,0.5] [--finetune-epochs 3] [--size 224]
+                                        [--scope uniform|global] [--round-to N] [--reuse]
 
 Accuracy: the FP32 ResNet-18 in WS (trained first when there is none: ``--train-epochs``, default the model's) is
 pruned at each ratio through ``edgeres prune`` (L1, uniform by default), fine-tuned for at most
 ``--finetune-epochs``, then quantized through ``edgeres quantize --int8``; top-1 on the Fashion-MNIST test
-set (all 10,000 images unless ``--eval-limit``) before pruning, after pruning, and pruned + int8.
+set (all 10,000 images unless ``--eval-limit``) before pruning, after pruning, and pruned + int8. ``--reuse``
+takes the pruned and int8 artifacts an earlier run left in WS with the same settings (latency only then).
 
 Latency: the unpruned ResNet-18 and, per ratio, the pruned artifact's exact channel widths (stem widened to
 3 input channels and a 1,000-class head, so the numbers compare with the usual ImageNet-size figures) at
@@ -52,10 +54,15 @@ def accuracy_rows(ws: Workspace, args) -> list[dict]:
                      config=TrainConfig(epochs=args.train_epochs, limit=args.limit)), ws)
     rows = []
     for ratio in args.ratios:
-        pruned = run_prune(PruneRequest(source.id, ratio=ratio, method=args.method,
-                                        global_pruning=args.scope == "global", finetune_epochs=args.finetune_epochs,
-                                        limit=args.limit, eval_limit=args.eval_limit), ws)
-        int8 = run_quantize(QuantizeRequest(pruned.id, eval_limit=args.eval_limit), ws)
+        config = {"ratio": ratio, "method": args.method, "global_pruning": args.scope == "global",
+                  "finetune_epochs": args.finetune_epochs, "round_to": args.round_to}
+        pruned = ws.latest("prune", where=lambda m: m["parent"] == source.id and all(
+            m["config"].get(k) == v for k, v in config.items())) if args.reuse else None
+        int8 = pruned and ws.latest("quantize", where=lambda m: m["parent"] == pruned.id)
+        if pruned is None or int8 is None:
+            pruned = run_prune(PruneRequest(source.id, limit=args.limit, eval_limit=args.eval_limit,
+                                            **config), ws)
+            int8 = run_quantize(QuantizeRequest(pruned.id, eval_limit=args.eval_limit), ws)
         m = pruned.manifest["metrics"]
         before = m["fp32_before"]["test_top1"]
         rows.append({"ratio": ratio, "artifact": pruned.id, "architecture": pruned.manifest["architecture"],
@@ -151,6 +158,9 @@ def main() -> None:
     parser.add_argument("--method", default="l1")
     parser.add_argument("--scope", choices=("uniform", "global"), default="uniform")
     parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the workspace's pruned (and int8) artifacts made with these settings, if any")
     parser.add_argument("--train-epochs", type=int, default=None, help="if the workspace has no FP32 ResNet-18")
     parser.add_argument("--limit", type=int, help="train and fine-tune on this many images (smoke runs)")
     parser.add_argument("--eval-limit", type=int, help="test images (default: all 10,000)")

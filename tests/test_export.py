@@ -80,6 +80,23 @@ def test_onnx_int8_is_qdq_with_int8_weights_and_a_dynamic_batch(exported):
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
+@pytest.mark.parametrize("model", ["resnet20", "resnet18"])
+def test_onnxruntime_runs_every_conv_and_the_classifier_in_int8(exported, model, tmp_path):
+    """After onnxruntime's own graph optimization no float Conv or Gemm is left: the classifier is a QGemm
+    (it needs a quantized input after the Flatten and an int32 bias, both written by export/qdq.py)."""
+    import onnx
+    import onnxruntime as ort
+
+    _, artifacts = exported
+    a = get(artifacts, (model, "onnx", "int8"))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(a.path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert "Conv" not in ops and "Gemm" not in ops and "MatMul" not in ops
+    assert ops.count("QGemm") == 1 and ops.count("QLinearConv") >= 19
+
 def test_int8_onnx_carries_the_quantizer_scales(exported):
     """The scales in the file are NNCF's: exported ONNX and OpenVINO agree with the torch int8 model."""
     _, artifacts = exported
