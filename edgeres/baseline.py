@@ -1,24 +1,20 @@
 """The full-precision baseline every benchmark row is compared with: the FP32 PyTorch model.
 
 It runs on this machine's CUDA GPU when torch sees one, else on its CPU, and is labelled so
-(``torch fp32 (cuda)`` / ``torch fp32 (cpu)``). It is measured with the very method the device
-runner applies to exported files (``edgeres.runtimes.runner``: warm-up, timed batch-1 runs until a
-minimum count and time, p50/p90/p99, throughput, top-1 on the same evaluation images), through a
-torch ``Session``, so that the two are comparable. It runs inside the benchmarking process, whose
-peak memory is not the model's own: ``peak_rss_mb`` is left out.
+(``torch fp32 (cuda)`` / ``torch fp32 (cpu)``). It is measured exactly as the variants are: by the runner
+(``edgeres.runtimes.runner``), in a process of its own for every round, through the ``torch`` runtime
+(``runtimes/torch_rt.py``), which opens a train or prune artifact's ``model.pt`` with this module.
 """
 
 from __future__ import annotations
 
-import os
-import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from edgeres.runtimes import runner
 from edgeres.runtimes.base import Session
 
 
@@ -52,26 +48,12 @@ class TorchSession(Session):
         return info
 
 
-def measure(model: nn.Module, x: np.ndarray, y: np.ndarray, method: dict[str, Any],
-            threads: int | None = None) -> dict[str, Any]:
-    """Measure ``model`` as the runner measures a variant; the same report shape (``host``, ``result``)."""
-    where = device()
-    method = {**runner.DEFAULT_METHOD, **method}
-    threads = threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    result: dict[str, Any] = {"name": label(where), "ok": False, "error": None}
-    try:
-        start = time.perf_counter()
-        session = TorchSession(model, where)
-        result["load_seconds"] = time.perf_counter() - start
-        times = runner.time_latency(session, x, method)
-        result["latency_ms"] = runner.latency_summary(times)
-        batch = int(method["throughput_batch"] or 1)
-        result["throughput_ips"], result["throughput_batch"] = runner.throughput(session, x, batch, method), batch
-        logits, accuracy_batch = runner.all_logits(session, x)
-        predictions = logits.argmax(axis=1)
-        result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)), predictions=predictions.tolist(),
-                      info={**session.info(), "threads": threads, "accuracy_batch": accuracy_batch}, ok=True)
-    except (RuntimeError, ValueError) as exc:  # torch reports device and shape faults as these
-        result["error"] = f"{label(where)} failed: {(str(exc).strip().splitlines() or [''])[0][:300]}"
-    return {"host": runner.host_info(), "result": result}
+def open_session(model_file: Path, threads: int | None = None, where: str | None = None) -> TorchSession:
+    """The model of the artifact that holds ``model_file``, on ``where`` (default: ``device()``)."""
+    from edgeres.evaluate import load_model
+    from edgeres.workspace import Workspace
+
+    if threads:
+        torch.set_num_threads(threads)
+    artifact_dir = Path(model_file).resolve().parent
+    return TorchSession(load_model(Workspace(artifact_dir.parent).resolve(str(artifact_dir))), where or device())

@@ -17,6 +17,7 @@ The result is a ``bench`` artifact with JSON, CSV, Markdown and PNG reports (``e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.workspace import Artifact, Workspace
 
 MODEL_KINDS = ("train", "prune")  # the FP32 root of a lineage
+# Latency is measured in this many rounds: each a fresh process per row, every row once per round, so
+# that a process's own luck (where its memory and threads land) and the machine's drift over the minutes
+# of a bench fall on all rows alike; a row's p50 is the median of its rounds' p50s (benchmarks/RESULTS.md).
+ROUNDS = 5
 # On this host, for the top-1 of estimated rows: one timed run, since the latency is not used.
 ACCURACY_ONLY = {"warmup": 0, "min_runs": 1, "min_seconds": 0.0, "max_runs": 1, "throughput_batch": 1}
 # Every row has these, None where not measured (estimated or failed rows), so that tables stay uniform.
@@ -86,12 +91,15 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> l
 def _method(overrides: dict[str, float]) -> dict[str, Any]:
     from edgeres.runtimes.runner import DEFAULT_METHOD
 
-    unknown = set(overrides) - set(DEFAULT_METHOD)
+    defaults = {**DEFAULT_METHOD, "rounds": ROUNDS}
+    unknown = set(overrides) - set(defaults)
     if unknown:
-        raise EdgeresError(f"unknown method setting {sorted(unknown)[0]!r}", hint=f"known: {', '.join(DEFAULT_METHOD)}")
-    method = {**DEFAULT_METHOD, **{k: v for k, v in overrides.items() if v is not None}}
-    if method["warmup"] < 0 or method["min_runs"] < 1 or method["min_seconds"] < 0 or method["throughput_batch"] < 1:
-        raise EdgeresError("method: warmup >= 0, min runs >= 1, min seconds >= 0 and throughput batch >= 1 please")
+        raise EdgeresError(f"unknown method setting {sorted(unknown)[0]!r}", hint=f"known: {', '.join(defaults)}")
+    method = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    if (method["warmup"] < 0 or method["min_runs"] < 1 or method["min_seconds"] < 0 or method["throughput_batch"] < 1
+            or method["rounds"] < 1):
+        raise EdgeresError("method: warmup >= 0, min runs >= 1, min seconds >= 0, throughput batch >= 1 and "
+                           "rounds >= 1 please")
     method["max_runs"] = max(method["max_runs"], method["min_runs"])
     return method
 
@@ -198,7 +206,7 @@ def _fill(row: dict[str, Any], report: dict[str, Any]) -> list[int] | None:
                    threads=info.get("threads", row.get("threads")), device=info.get("device", row["device"]))
         return result.get("predictions")
     latency = result["latency_ms"]
-    row.update(status="measured", error=None, top1=result["top1"], n=result["n"],
+    row.update(status="measured", latency_rounds=latency, error=None, top1=result["top1"], n=result["n"],
                p50_ms=latency["p50"], p90_ms=latency["p90"], p99_ms=latency["p99"], mean_ms=latency["mean"],
                runs=latency["runs"], throughput_ips=result.get("throughput_ips"),
                throughput_batch=result.get("throughput_batch"), peak_rss_mb=result.get("peak_rss_mb"),
@@ -207,18 +215,26 @@ def _fill(row: dict[str, Any], report: dict[str, Any]) -> list[int] | None:
     return result.get("predictions")
 
 
-def _measure_baseline(root: Artifact, x: np.ndarray, y: np.ndarray, method: dict,
-                      threads: int | None) -> tuple[dict, list | None, dict]:
+def _measure_baseline(root: Artifact, tmp: Path, data: Path, method: dict, threads: int | None,
+                      timeout: float) -> tuple[dict, list | None, dict | None, tuple]:
+    """The FP32 model in PyTorch here, measured by the runner in its own process like every variant:
+    its row, predictions and host info, and (row, a call that measures its latency again)."""
     from edgeres import baseline
-    from edgeres.evaluate import load_model
+    from edgeres.backends import local
 
     where = baseline.device()
     row = {**dict.fromkeys(MEASURES), "variant": baseline.label(where), "role": "baseline", "artifact": root.id,
            "format": "torch", "precision": "fp32", "runtime": "torch", "device": where, "where": "host",
            "threads": threads, "size_bytes": root.file("model.pt").stat().st_size}
+    job_dir = tmp / "baseline"
+    job_dir.mkdir()
+    (job_dir / data.name).symlink_to(data.resolve())
+    job = {"variant": {"name": row["variant"], "file": str(root.file("model.pt").resolve()), "runtime": "torch",
+                       "options": {"threads": threads, "device": where}}, "data": data.name, "method": method}
     say(f"measuring the baseline, {row['variant']}")
-    report = baseline.measure(load_model(root), x, y, method, threads)
-    return row, _fill(row, report), report["host"]
+    report = local.run_variant(None, job_dir, job, timeout)
+    again = functools.partial(local.run_variant, None, job_dir, {**job, "latency_only": True}, timeout)
+    return row, _fill(row, report), report.get("host"), (row, again)
 
 
 def _macs_params(root: Artifact) -> tuple[float, float]:
@@ -342,14 +358,15 @@ def _emulated_extras(row: dict, profile, cost: tuple[float, float], host_report:
 
 def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: dict, estimated: bool,
                   root: Artifact, tmp: Path, data: Path
-                  ) -> tuple[list[dict], dict[str, list | None], dict | None, str | None]:
+                  ) -> tuple[list[dict], dict[str, list | None], dict | None, str | None, list[tuple]]:
     """One row per variant, measured on the device (or estimated), failures marked; the predictions
-    of measured rows; the device's host info from its first report; the hint of a device-level error."""
+    of measured rows; the device's host info from its first report; the hint of a device-level error;
+    (row, a call that measures its latency again) of every measured row, for the later rounds."""
     from edgeres import backends
 
     host_profile = devices.get("cpu", req.devices_dir) if estimated else None
     cost = _macs_params(root) if estimated else None
-    rows, predictions, device_host, device_error, device_hint = [], {}, None, None, None
+    rows, predictions, device_host, device_error, device_hint, measured = [], {}, None, None, None, []
     for variant in variants:
         runtime = variant.manifest["runtime"]
         options = devices.runtime_options(profile, runtime, req.threads)
@@ -381,6 +398,8 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
         device_host = device_host or device_report.get("host")
         if row["status"] == "measured":
             say(f"  p50 {row['p50_ms']:.3g} ms, p90 {row['p90_ms']:.3g} ms, top-1 {row['top1']:.2f}%")
+            measured.append((row, functools.partial(backends.run_variant, profile, job_dir,
+                                                    {**job, "latency_only": True}, req.timeout)))
         if row["status"] == "emulated":
             reference = devices.get("cpu", req.devices_dir)
             job["variant"]["options"] = devices.runtime_options(reference, runtime, req.threads)
@@ -392,7 +411,28 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
     for row in rows:
         if row["status"] == "failed":
             say(f"[red]failed[/] {row['variant']}: {row['error']}")
-    return rows, predictions, device_host, device_hint
+    return rows, predictions, device_host, device_hint, measured
+
+
+def _latency_rounds(measured: list[tuple], rounds: int) -> None:
+    """Rounds 2..``rounds`` of latency (fresh processes, every row once per round, in turn); each row's
+    latency becomes the median over its rounds, with the rounds' p50s and their spread kept beside it."""
+    from edgeres.runtimes.runner import combine_rounds
+
+    summaries: dict[int, list[dict]] = {id(row): [row["latency_rounds"]] for row, _ in measured}
+    if rounds > 1 and measured:
+        say(f"latency rounds 2-{rounds}: every row again, in a fresh process each")
+    for _ in range(rounds - 1):
+        for row, again in measured:
+            result = again()["result"]
+            if result.get("ok") and result.get("latency_ms"):
+                summaries[id(row)].append(result["latency_ms"])
+    for row, _ in measured:
+        combined = combine_rounds(summaries[id(row)])
+        row.update(p50_ms=combined["p50"], p90_ms=combined["p90"], p99_ms=combined["p99"], mean_ms=combined["mean"],
+                   runs=combined["runs"], rounds=combined["rounds"], p50_rounds_ms=combined["p50_rounds"],
+                   p50_spread_pct=combined["p50_spread_pct"])
+        del row["latency_rounds"]
 
 
 def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
@@ -400,6 +440,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
 
     Raises ``EdgeresError`` when no variant could be measured or estimated (nothing is saved then)."""
     from edgeres import report
+    from edgeres.runtimes.runner import host_info
 
     formats = _choices(req.targets, tuple(FORMATS), "format")
     precisions = _choices(req.precisions, PRECISIONS, "precision")
@@ -436,9 +477,13 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         data_path = Path(tmp) / "eval.npz"
         x, y = _eval_npz(root, eval_limit, req.data_dir, data_path)
         say(f"evaluation data: {len(y)} {root.manifest['dataset']} test images")
-        baseline_row, baseline_predictions, host = _measure_baseline(root, x, y, method, baseline_threads)
-        rows, predictions, device_host, device_hint = _run_variants(variants, profile, req, method, estimated, root, Path(tmp),
-                                                       data_path)
+        baseline_row, baseline_predictions, host, baseline_again = _measure_baseline(
+            root, Path(tmp), data_path, method, baseline_threads, req.timeout)
+        rows, predictions, device_host, device_hint, measured = _run_variants(
+            variants, profile, req, method, estimated, root, Path(tmp), data_path)
+        if baseline_row["status"] == "measured":
+            measured.insert(0, baseline_again)
+        _latency_rounds(measured, int(method["rounds"]))
     if all(r["status"] == "failed" for r in rows):
         raise EdgeresError(f"no variant could be measured on {profile.name}: "
                            + "; ".join(f"{r['variant']}: {r['error']}" for r in rows), hint=device_hint)
@@ -452,7 +497,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
                    "connection": profile.describe_connection(), "profile": str(profile.path)},
         "mode": "estimated" if estimated else "emulated" if any(r["status"] == "emulated" for r in rows)
         else "measured",
-        "host": {**host, "baseline_device": baseline_row["device"]},
+        "host": {**(host or host_info()), "baseline_device": baseline_row["device"]},
         "device_host": None if local else device_host,
         "method": method, "eval": {"split": "test", "n": int(len(y)), "limit": eval_limit},
         "rows": [baseline_row, *rows], "skipped": skipped, "warnings": warnings + comparisons,

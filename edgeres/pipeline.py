@@ -185,7 +185,8 @@ def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.bench import BenchRequest, run_bench
 
     model = current["export"][0].id if "export" in current else None
-    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds}.items() if v is not None}
+    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds, "rounds": o.rounds}.items()
+              if v is not None}
     produced = []
     for device in o.devices:
         bench = run_bench(BenchRequest(device, model, eval_limit=o.eval_limit, threads=o.threads,

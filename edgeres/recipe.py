@@ -75,6 +75,7 @@ class BenchStep(_Strict):
     threads: Optional[int] = Field(None, ge=1)
     min_runs: Optional[int] = Field(None, ge=1)
     min_seconds: Optional[float] = Field(None, ge=0)
+    rounds: Optional[int] = Field(None, ge=1)
 
 
 class Steps(_Strict):

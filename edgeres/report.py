@@ -20,7 +20,7 @@ COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp",
            "size MB", "status")
 CSV_FIELDS = ("variant", "role", "status", "error", "format", "precision", "runtime", "device", "where", "threads",
               "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs",
-              "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio", "peak_rss_mb",
+              "rounds", "p50_spread_pct", "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio", "peak_rss_mb",
               "load_seconds", "verify_top1", "verify_n", "emulated", "emulated_p50_ms", "estimated_p50_ms",
               "host_top1", "host_agreement", "artifact")
 FILES = {"json": "results.json", "csv": "results.csv", "md": "results.md", "png": "plot.png"}
@@ -64,8 +64,10 @@ def _method_text(results: dict[str, Any]) -> str:
     m, n = results["method"], results["eval"]["n"]
     estimated = ("; ~ estimated, not measured" if any(r["status"] in ("estimated", "emulated")
                                                        for r in results["rows"]) else "")
-    return (f"batch 1, {m['warmup']} warm-up runs, then at least {m['min_runs']} runs and {m['min_seconds']:g} s; "
-            f"top-1 on {n} {results['dataset']} test images; speedup = baseline p50 / row p50{estimated}")
+    rounds = m.get("rounds", 1)  # results saved before rounds existed have one
+    each = f" in each of {rounds} rounds (fresh processes; p50 = median of the rounds')" if rounds > 1 else ""
+    return (f"batch 1, {m['warmup']} warm-up runs, then at least {m['min_runs']} runs and {m['min_seconds']:g} s"
+            f"{each}; top-1 on {n} {results['dataset']} test images; speedup = baseline p50 / row p50{estimated}")
 
 
 def title(results: dict[str, Any]) -> str:

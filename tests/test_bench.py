@@ -15,7 +15,7 @@ from conftest import run_cli
 from edgeres.errors import EdgeresError
 from edgeres.workspace import Workspace
 
-TINY_METHOD = ("--warmup", "1", "--min-runs", "5", "--min-seconds", "0")
+TINY_METHOD = ("--warmup", "1", "--min-runs", "5", "--min-seconds", "0", "--rounds", "1")
 EVAL = 200  # the export verification's image count too, so the top-1 figures are comparable
 
 
@@ -39,13 +39,13 @@ def _copy(root, tmp_path):
 
 
 def _method():
-    return {"warmup": 1, "min_runs": 5, "min_seconds": 0.0}
+    return {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "rounds": 1}
 
 
 def test_bench_cpu_measures_every_variant_beside_the_baseline(exported):
     from edgeres import baseline
 
-    proc = run_cli("bench", "--device", "cpu", "--eval-limit", str(EVAL), *TINY_METHOD, workspace=exported)
+    proc = run_cli("bench", "--device", "cpu", "--eval-limit", str(EVAL), *TINY_METHOD[:-1], "2", workspace=exported)
     assert proc.returncode == 0, proc.stderr
     bench = Workspace(exported).latest("bench")
     rows = bench.manifest["rows"]
@@ -54,6 +54,11 @@ def test_bench_cpu_measures_every_variant_beside_the_baseline(exported):
     base = rows[0]
     assert base["role"] == "baseline" and base["device"] == "cpu" and base["status"] == "measured"
     assert base["n"] == EVAL and base["speedup"] == 1.0
+    assert base["peak_rss_mb"] > 0  # the baseline runs in a process of its own, like the variants
+    for row in rows:  # two latency rounds, each in fresh processes; p50 is the median of theirs
+        assert row["rounds"] == 2 and len(row["p50_rounds_ms"]) == 2, row
+        assert row["p50_ms"] == pytest.approx(sum(row["p50_rounds_ms"]) / 2)
+        assert row["runs"] >= 2 * 5 and row["p50_spread_pct"] >= 0
     for row in rows[1:]:
         assert row["status"] == "measured", row
         assert row["n"] == EVAL == row["verify_n"]

@@ -120,7 +120,7 @@ OPTIONS = {
     "export": ["--target", "--precision", "--model", "--output", "--io", "--verify-limit", "--force",
                "--no-verify"],
     "bench": ["--device", "--model", "--target", "--precision", "--eval-limit", "--threads", "--min-runs",
-              "--min-seconds", "--warmup", "--estimate", "--emulate"],
+              "--min-seconds", "--warmup", "--rounds", "--estimate", "--emulate"],
     "eval": ["--dataset", "--eval-limit"],
     "info": [],
     "report": [],

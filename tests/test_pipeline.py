@@ -89,7 +89,7 @@ SMALL = {
         "train": {"epochs": 3, "limit": 10000, "eval_limit": 200},  # trained enough for int8 to verify
         "quantize": {"calib_samples": 64, "val_limit": 200, "eval_limit": 200},
         "export": {"targets": ["onnx", "openvino"], "precisions": ["fp32", "int8"], "verify_limit": 100},
-        "bench": {"devices": ["cpu"], "eval_limit": 100, "min_runs": 5, "min_seconds": 0},
+        "bench": {"devices": ["cpu"], "eval_limit": 100, "min_runs": 5, "min_seconds": 0, "rounds": 1},
     },
 }
 

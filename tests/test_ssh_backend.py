@@ -317,13 +317,14 @@ def test_bench_over_ssh_end_to_end(tmp_path, sshd, onnx_workspace):
     no secret in any report, nothing left on the device."""
     device = profile(tmp_path, sshd)
     proc = run_cli("bench", "--device", str(device.path), "--model", "resnet20", "--eval-limit", "50",
-                   "--warmup", "1", "--min-runs", "3", "--min-seconds", "0", workspace=onnx_workspace)
+                   "--warmup", "1", "--min-runs", "3", "--min-seconds", "0", "--rounds", "2", workspace=onnx_workspace)
     assert proc.returncode == 0, proc.stderr
     bench = Workspace(onnx_workspace).latest("bench")
     base, row = bench.manifest["rows"]
     assert base["role"] == "baseline" and base["status"] == "measured"
     assert row["variant"] == "onnx fp32" and row["status"] == "measured" and row["n"] == 50
     assert row["top1"] == base["top1"]  # the same file on the same kind of CPU
+    assert row["rounds"] == 2 and len(row["p50_rounds_ms"]) == 2  # the second round ran over ssh too
     assert bench.manifest["device"]["connection"] == f"ssh {getpass.getuser()}@127.0.0.1:{sshd.port}"
     private_key = sshd.client_key.read_text().split("\n")[1]
     for path in bench.path.rglob("*"):
@@ -339,7 +340,7 @@ def test_bench_trust_new_host_records_the_key(tmp_path, sshd, onnx_workspace):
     empty.write_text("")
     device = profile(tmp_path, sshd, known_hosts=str(empty))
     args = ("bench", "--device", str(device.path), "--model", "resnet20", "--eval-limit", "20", "--warmup", "0",
-            "--min-runs", "1", "--min-seconds", "0")
+            "--min-runs", "1", "--min-seconds", "0", "--rounds", "1")
     refused = run_cli(*args, workspace=onnx_workspace)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "not in known_hosts" in refused.stderr and "--trust-new-host" in refused.stderr

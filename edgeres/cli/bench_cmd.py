@@ -30,6 +30,8 @@ def bench(
     min_runs: Annotated[Optional[int], typer.Option(min=1, help="Timed batch-1 runs, at least.")] = None,
     min_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
     warmup: Annotated[Optional[int], typer.Option(min=0, help="Untimed runs before timing.")] = None,
+    rounds: Annotated[Optional[int], typer.Option(min=1, help="Latency rounds, each in fresh processes; p50 is "
+                                                  "the median of the rounds' (default 5).")] = None,
     data: DataDirOpt = None,
     devices_dir: DevicesDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
@@ -39,8 +41,8 @@ def bench(
     from edgeres.console import out
     from edgeres.report import FILES, table
 
-    method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup}.items()
-              if v is not None}
+    method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
+                                "rounds": rounds}.items() if v is not None}
     request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data,
                            emulate=emulate, trust_new_host=trust_new_host)
     result = run_bench(request, workspace(workspace_dir))

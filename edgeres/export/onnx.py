@@ -85,6 +85,6 @@ def export(job: ExportJob) -> Path:
             tmp.unlink(missing_ok=True)
         qdq.fold_weight_quantization(model)
         qdq.requantize_reshapes(model)
-        qdq.quantize_gemm_biases(model)
+        qdq.split_gemm_biases(model)
     return _finish(model, job)
 

@@ -2,7 +2,7 @@
 
 These modules import only the standard library, numpy and their own runtime package (never torch or
 the rest of edgeres), so the ssh device backend can copy them to a device as they are and run the very
-same code there. Every session takes NCHW float32 batches, normalized as the model's preprocessing says,
+same code there; ``torch_rt`` (the FP32 baseline) is the exception and runs on the edgeres host only. Every session takes NCHW float32 batches, normalized as the model's preprocessing says,
 and returns float32 logits; layout and int8 input/output conversions happen inside the session.
 """
 
@@ -17,8 +17,9 @@ RUNTIME_MODULES = {
     "onnxruntime": "onnxruntime_rt",
     "openvino": "openvino_rt",
     "tflite": "tflite_rt",
+    "torch": "torch_rt",  # the FP32 baseline, on the edgeres host only
 }
-SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite"}
+SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".pt": "torch"}
 
 
 def open_session(path: Path | str, runtime: str | None = None, **options) -> Session:

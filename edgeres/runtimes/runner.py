@@ -11,7 +11,7 @@ The job file names the variant, the evaluation data and the method (paths relati
     {"variant": {"name": "onnx-int8", "file": "model.onnx", "runtime": "onnxruntime",
                  "options": {"threads": 2, "provider": "CPUExecutionProvider"}},
      "data": "eval.npz",                       # x: NCHW float32, normalized; y: int64 labels
-     "method": {"warmup": 10, "min_runs": 50, "min_seconds": 2.0, "max_runs": 2000, "throughput_batch": 8}}
+     "method": {"warmup": 10, "min_runs": 50, "min_seconds": 1.0, "max_runs": 2000, "throughput_batch": 8}}
 
 The result, ``{"host": {...}, "result": {...}}``, goes to stdout (or to the path given); anything the
 runtimes print is diverted to stderr so that stdout holds only the JSON. The method, one variant per
@@ -28,9 +28,11 @@ process so that peak memory and crashes are the variant's own:
    batch of 1) reports the single-stream rate with ``throughput_batch`` 1.
 5. Accuracy: top-1 (percent) on every image of ``x``, through ``Session.run_batched`` (per image when the
    model has a fixed batch of 1); the argmax of every image is returned for comparisons.
-6. Memory: the process's peak resident set (``ru_maxrss``), which includes Python, numpy and the
+6. A job with ``"latency_only": true`` stops after step 3 (no throughput, no accuracy): the later
+   rounds of a bench, which measure latency again in fresh processes (see ``edgeres.bench``).
+7. Memory: the process's peak resident set (``ru_maxrss``), which includes Python, numpy and the
    evaluation data; ``peak_rss_before_load_mb`` is the same figure just before the model was loaded.
-7. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
+8. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
    e.g. Qualcomm's HTP emulator on x86), the speed is the emulator's, not the device's: steps 2-4 are
    replaced by ``EMULATED_METHOD``'s two timed runs, reported as ``emulated_latency_ms`` (never
    ``latency_ms``; no throughput), and ``emulated`` names the emulator.
@@ -55,7 +57,7 @@ import numpy as np
 
 from . import RuntimeUnavailable, open_session
 
-DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 2.0, "max_runs": 2000, "throughput_batch": 8}
+DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 1.0, "max_runs": 2000, "throughput_batch": 8}
 EMULATED_METHOD = {"warmup": 0, "min_runs": 2, "min_seconds": 0.0, "max_runs": 2}
 _DISTRIBUTIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnxruntime-qnn", "openvino", "ai-edge-litert",
                   "tflite-runtime", "tensorflow", "tensorflow-cpu")
@@ -129,6 +131,18 @@ def latency_summary(times: list[float]) -> dict[str, Any]:
             "min": float(ms.min()), "std": float(ms.std()), "runs": len(times)}
 
 
+def combine_rounds(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One latency summary from several rounds' (each a ``latency_summary`` of its own process): the
+    median of their p50s, p90s and p99s, the mean of their means; the rounds' p50s and their spread,
+    (max - min) / median in percent."""
+    p50s = [s["p50"] for s in summaries]
+    median = float(np.median(p50s))
+    return {"p50": median, "p90": float(np.median([s["p90"] for s in summaries])),
+            "p99": float(np.median([s["p99"] for s in summaries])), "mean": float(np.mean([s["mean"] for s in summaries])),
+            "runs": int(sum(s["runs"] for s in summaries)), "rounds": len(summaries), "p50_rounds": p50s,
+            "p50_spread_pct": (max(p50s) - min(p50s)) / median * 100 if median > 0 else 0.0}
+
+
 def throughput(session, x: np.ndarray, batch: int, method: dict) -> float:
     """Images per second at ``batch`` (raises if the session cannot take that batch)."""
     xb = np.ascontiguousarray(x[np.arange(batch) % len(x)])
@@ -150,7 +164,7 @@ def all_logits(session, x: np.ndarray) -> tuple[np.ndarray, int]:
         return np.concatenate([session.run(x[i:i + 1]) for i in range(len(x))]), 1
 
 
-def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict, str | None]:
+def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict, dict]:
     try:
         job = json.loads(job_path.read_text())
         variant = job["variant"]
@@ -169,7 +183,7 @@ def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict,
         raise JobError(f"cannot read evaluation data {job['data']} (arrays x, y): {exc}") from None
     if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
         raise JobError(f"evaluation data must be x: N x C x H x W and y: N labels, got {x.shape} and {y.shape}")
-    return variant, model, x, y, method, job.get("emulated")
+    return variant, model, x, y, method, job
 
 
 def measure(job_path: Path | str) -> dict[str, Any]:
@@ -178,7 +192,7 @@ def measure(job_path: Path | str) -> dict[str, Any]:
     job_path = Path(job_path)
     result: dict[str, Any] = {"name": "?", "ok": False, "error": None}
     try:
-        variant, model, x, y, method, emulated = _read_job(job_path)
+        variant, model, x, y, method, job = _read_job(job_path)
         result["name"] = variant.get("name", model.name)
         options = dict(variant.get("options") or {})
         options["threads"] = options.get("threads") or os.cpu_count()
@@ -186,23 +200,27 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         t0 = time.perf_counter()
         session = open_session(model, variant.get("runtime"), **options)
         result["load_seconds"] = time.perf_counter() - t0
-        emulated = emulated or session.info().get("emulated")
+        emulated = job.get("emulated") or session.info().get("emulated")
+        latency_only = bool(job.get("latency_only"))
         if emulated:  # the emulator's speed: a glimpse, apart, and no throughput
             times = time_latency(session, x, EMULATED_METHOD)
             result.update(emulated=emulated, emulated_latency_ms=latency_summary(times))
         else:
             times = time_latency(session, x, method)
             result["latency_ms"] = latency_summary(times)
-            batch = int(method["throughput_batch"] or 1)
-            try:
-                result["throughput_ips"], result["throughput_batch"] = throughput(session, x, batch, method), batch
-            except Exception:  # noqa: BLE001 - the model takes batch 1 only: report the single-stream rate
-                result["throughput_ips"], result["throughput_batch"] = len(times) / sum(times), 1
-        logits, accuracy_batch = all_logits(session, x)
-        predictions = logits.argmax(axis=1)
-        result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)),
-                      predictions=predictions.tolist(), peak_rss_mb=_peak_rss_mb(),
-                      info={**session.info(), "threads": options["threads"], "accuracy_batch": accuracy_batch})
+            if not latency_only:
+                batch = int(method["throughput_batch"] or 1)
+                try:
+                    result["throughput_ips"], result["throughput_batch"] = throughput(session, x, batch, method), batch
+                except Exception:  # noqa: BLE001 - the model takes batch 1 only: report the single-stream rate
+                    result["throughput_ips"], result["throughput_batch"] = len(times) / sum(times), 1
+        info = {**session.info(), "threads": options["threads"]}
+        if not latency_only:
+            logits, info["accuracy_batch"] = all_logits(session, x)
+            predictions = logits.argmax(axis=1)
+            result.update(top1=float((predictions == y).mean() * 100), n=int(len(y)),
+                          predictions=predictions.tolist())
+        result.update(peak_rss_mb=_peak_rss_mb(), info=info)
         result["ok"] = True
     except (RuntimeUnavailable, JobError) as exc:
         result["error"] = str(exc)
