@@ -36,7 +36,7 @@ MODEL_KINDS = ("train", "prune")  # the FP32 root of a lineage
 # Latency is measured in this many rounds: each a fresh process per row, every row once per round, so
 # that a process's own luck (where its memory and threads land) and the machine's drift over the minutes
 # of a bench fall on all rows alike; a row's p50 is the median of its rounds' p50s (benchmarks/RESULTS.md).
-ROUNDS = 5
+ROUNDS = 9
 # On this host, for the top-1 of estimated rows: one timed run, since the latency is not used.
 ACCURACY_ONLY = {"warmup": 0, "min_runs": 1, "min_seconds": 0.0, "max_runs": 1, "throughput_batch": 1}
 # Every row has these, None where not measured (estimated or failed rows), so that tables stay uniform.

@@ -31,7 +31,7 @@ def bench(
     min_seconds: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
     warmup: Annotated[Optional[int], typer.Option(min=0, help="Untimed runs before timing.")] = None,
     rounds: Annotated[Optional[int], typer.Option(min=1, help="Latency rounds, each in fresh processes; p50 is "
-                                                  "the median of the rounds' (default 5).")] = None,
+                                                  "the median of the rounds' (default 9).")] = None,
     data: DataDirOpt = None,
     devices_dir: DevicesDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,

@@ -11,7 +11,7 @@ The job file names the variant, the evaluation data and the method (paths relati
     {"variant": {"name": "onnx-int8", "file": "model.onnx", "runtime": "onnxruntime",
                  "options": {"threads": 2, "provider": "CPUExecutionProvider"}},
      "data": "eval.npz",                       # x: NCHW float32, normalized; y: int64 labels
-     "method": {"warmup": 10, "min_runs": 50, "min_seconds": 1.0, "max_runs": 2000, "throughput_batch": 8}}
+     "method": {"warmup": 10, "min_runs": 50, "min_seconds": 0.5, "max_runs": 2000, "throughput_batch": 8}}
 
 The result, ``{"host": {...}, "result": {...}}``, goes to stdout (or to the path given); anything the
 runtimes print is diverted to stderr so that stdout holds only the JSON. The method, one variant per
@@ -57,7 +57,7 @@ import numpy as np
 
 from . import RuntimeUnavailable, open_session
 
-DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 1.0, "max_runs": 2000, "throughput_batch": 8}
+DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 0.5, "max_runs": 2000, "throughput_batch": 8}
 EMULATED_METHOD = {"warmup": 0, "min_runs": 2, "min_seconds": 0.0, "max_runs": 2}
 _DISTRIBUTIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnxruntime-qnn", "openvino", "ai-edge-litert",
                   "tflite-runtime", "tensorflow", "tensorflow-cpu")
