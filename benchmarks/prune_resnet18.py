@@ -57,7 +57,7 @@ def accuracy_rows(ws: Workspace, args) -> list[dict]:
         config = {"ratio": ratio, "method": args.method, "global_pruning": args.scope == "global",
                   "finetune_epochs": args.finetune_epochs, "round_to": args.round_to}
         pruned = ws.latest("prune", where=lambda m: m["parent"] == source.id and all(
-            m["config"].get(k) == v for k, v in config.items())) if args.reuse else None
+            m["config"].get(k) == v for k, v in config.items() if v is not None)) if args.reuse else None
         int8 = pruned and ws.latest("quantize", where=lambda m: m["parent"] == pruned.id)
         if pruned is None or int8 is None:
             pruned = run_prune(PruneRequest(source.id, limit=args.limit, eval_limit=args.eval_limit,
@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--method", default="l1")
     parser.add_argument("--scope", choices=("uniform", "global"), default="uniform")
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
+    parser.add_argument("--round-to", type=int, default=None,
+                        help="keep channel counts multiples of this (default: the model's, 8 for ResNet-18)")
     parser.add_argument("--reuse", action="store_true",
                         help="take the workspace's pruned (and int8) artifacts made with these settings, if any")
     parser.add_argument("--train-epochs", type=int, default=None, help="if the workspace has no FP32 ResNet-18")

@@ -62,7 +62,7 @@ class PruneRequest:
     finetune_epochs: int = 3  # after each pruning step
     iterative: int = 1  # pruning steps, each removing an equal share and followed by fine-tuning
     lr: float = 0.01  # peak fine-tune learning rate (one-cycle)
-    round_to: int | None = None  # keep channel counts multiples of this (SIMD-friendly widths)
+    round_to: int | None = None  # keep channel counts multiples of this; None: the model's default, 1: off
     limit: int | None = None  # fine-tune on a seeded subset of the training images
     val_limit: int | None = 2000  # validation images that pick the best fine-tune epoch
     eval_limit: int | None = None
@@ -315,7 +315,11 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
     source = _source(req, ws)
     manifest = source.manifest
     arch = manifest["architecture"]
-    family = models.get_spec(arch["name"]).family
+    spec = models.get_spec(arch["name"])
+    family = spec.family
+    if req.round_to is None and req.method != "magnitude" and spec.prune_round_to:
+        req = replace(req, round_to=spec.prune_round_to)
+        say(f"channel counts kept multiples of {req.round_to} (the {arch['name']} default; --round-to 1 turns it off)")
     prep = Preprocessing.from_dict(manifest["preprocessing"])
     model = load_fp32(source)
     example = torch.zeros(prep.input_shape(1))

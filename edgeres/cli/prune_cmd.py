@@ -34,8 +34,10 @@ def prune(
     iterative: Annotated[int, typer.Option(min=1, help="Prune in this many equal steps, fine-tuning after "
                                                        "each.")] = 1,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak fine-tune learning rate (one-cycle).")] = 0.01,
-    round_to: Annotated[Optional[int], typer.Option(min=1, help="Keep channel counts multiples of this "
-                                                                "(e.g. 8 or 16 for SIMD kernels).")] = None,
+    round_to: Annotated[Optional[int], typer.Option(min=1, help="Keep channel counts multiples of this, "
+                                                                "which CPU kernels run without padding; default 8 "
+                                                                "for ImageNet-layout ResNets, none for CIFAR ones; "
+                                                                "1 turns it off.")] = None,
     dataset: DatasetOpt = "fashion-mnist",
     data: DataDirOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Fine-tune on a seeded subset of the training "
