@@ -153,7 +153,7 @@ def ssh(host="127.0.0.1", **more) -> str:
 def cases(ids: dict[str, str]) -> list[Case]:
     t, q = ids["train"], ids["int8"]
     bench = ["bench", "--model", "resnet20", "--eval-limit", "20", "--min-runs", "1", "--min-seconds", "0",
-             "--warmup", "0"]
+             "--warmup", "0", "--rounds", "1"]
     return [
         # checkpoints
         Case("checkpoint", "malicious pickle as --weights (must not run)", ["train", "resnet20", "--epochs", "0",

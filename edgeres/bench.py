@@ -4,7 +4,8 @@ The variants are the newest export artifact per (format, precision) of one linea
 ``parent`` links lead to the same FP32 ``train``/``prune`` artifact (int8 files through their
 ``quantize`` artifact). Each is measured on the device by its backend (``edgeres.backends``: here, or
 over ssh) with the runner's method on the same real test images, preprocessed as the model was trained;
-the baseline is that FP32 artifact in PyTorch on this machine (``edgeres.baseline``). Rows that cannot
+the baseline is that FP32 artifact in PyTorch on this machine (``edgeres.baseline``), measured the same way
+in a process of its own. Latency is taken in ``ROUNDS`` rounds of fresh processes, rows in turn. Rows that cannot
 be measured are estimated only when asked (``--estimate``) or when an ssh device is unreachable, and
 are always labelled ``estimated``. Rows run on an emulation of the device (``--emulate``: qemu-user for
 aarch64 boards; an unreachable board whose emulation is set up; Qualcomm's HTP emulator on x86) are
@@ -206,7 +207,7 @@ def _fill(row: dict[str, Any], report: dict[str, Any]) -> list[int] | None:
                    threads=info.get("threads", row.get("threads")), device=info.get("device", row["device"]))
         return result.get("predictions")
     latency = result["latency_ms"]
-    row.update(status="measured", latency_rounds=latency, error=None, top1=result["top1"], n=result["n"],
+    row.update(status="measured", error=None, top1=result["top1"], n=result["n"],
                p50_ms=latency["p50"], p90_ms=latency["p90"], p99_ms=latency["p99"], mean_ms=latency["mean"],
                runs=latency["runs"], throughput_ips=result.get("throughput_ips"),
                throughput_batch=result.get("throughput_batch"), peak_rss_mb=result.get("peak_rss_mb"),
@@ -416,23 +417,29 @@ def _run_variants(variants: list[Artifact], profile, req: BenchRequest, method: 
 
 def _latency_rounds(measured: list[tuple], rounds: int) -> None:
     """Rounds 2..``rounds`` of latency (fresh processes, every row once per round, in turn); each row's
-    latency becomes the median over its rounds, with the rounds' p50s and their spread kept beside it."""
+    latency becomes the median over its rounds, with the rounds' p50s and their spread kept beside it.
+    A round that fails is left out (and said); a device that can no longer be used ends the rounds."""
     from edgeres.runtimes.runner import combine_rounds
 
-    summaries: dict[int, list[dict]] = {id(row): [row["latency_rounds"]] for row, _ in measured}
+    summaries = {id(row): [{"p50": row["p50_ms"], "p90": row["p90_ms"], "p99": row["p99_ms"], "mean": row["mean_ms"],
+                            "runs": row["runs"]}] for row, _ in measured}
     if rounds > 1 and measured:
         say(f"latency rounds 2-{rounds}: every row again, in a fresh process each")
-    for _ in range(rounds - 1):
-        for row, again in measured:
-            result = again()["result"]
-            if result.get("ok") and result.get("latency_ms"):
-                summaries[id(row)].append(result["latency_ms"])
+    try:
+        for _ in range(rounds - 1):
+            for row, again in measured:
+                result = again()["result"]
+                if result.get("ok") and result.get("latency_ms"):
+                    summaries[id(row)].append(result["latency_ms"])
+                else:
+                    say(f"[yellow]warning:[/] a latency round of {row['variant']} failed: {result.get('error')}")
+    except EdgeresError as exc:  # the device went away: keep the rounds measured so far
+        say(f"[yellow]warning:[/] latency rounds stopped: {exc.args[0]}")
     for row, _ in measured:
         combined = combine_rounds(summaries[id(row)])
         row.update(p50_ms=combined["p50"], p90_ms=combined["p90"], p99_ms=combined["p99"], mean_ms=combined["mean"],
                    runs=combined["runs"], rounds=combined["rounds"], p50_rounds_ms=combined["p50_rounds"],
                    p50_spread_pct=combined["p50_spread_pct"])
-        del row["latency_rounds"]
 
 
 def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
