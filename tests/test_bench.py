@@ -185,3 +185,30 @@ def test_a_profile_can_cap_the_evaluation_images(exported, tmp_path):
                                     method=_method()), _copy(exported, tmp_path))
     assert [r["n"] for r in result.rows] == [30, 30]
     assert any("at most 30 test images" in w for w in result.results["warnings"])
+
+
+def test_latency_rounds_take_the_median_and_survive_failed_rounds_and_a_lost_device():
+    from edgeres.bench import _latency_rounds
+
+    def row(p50):
+        return {"variant": "v", "p50_ms": p50, "p90_ms": p50 + 1, "p99_ms": p50 + 2, "mean_ms": p50, "runs": 10}
+
+    def rounds_of(*p50s):
+        reports = iter([{"result": {"ok": True, "latency_ms": {"p50": p, "p90": p + 1, "p99": p + 2, "mean": p,
+                                                                 "runs": 10}}} for p in p50s])
+        return lambda: next(reports)
+
+    steady, flaky = row(2.0), row(5.0)
+    failed = iter([{"result": {"ok": True, "latency_ms": {"p50": 9.0, "p90": 9, "p99": 9, "mean": 9, "runs": 10}}},
+                   {"result": {"ok": False, "error": "crashed"}}])
+    _latency_rounds([(steady, rounds_of(3.0, 1.0)), (flaky, lambda: next(failed))], rounds=3)
+    assert steady["p50_ms"] == 2.0 and steady["p50_rounds_ms"] == [2.0, 3.0, 1.0] and steady["runs"] == 30
+    assert steady["p50_spread_pct"] == pytest.approx(100.0)
+    assert flaky["rounds"] == 2 and flaky["p50_rounds_ms"] == [5.0, 9.0]  # the failed round is left out
+
+    def lost():
+        raise EdgeresError("host 10.0.0.9 is unreachable")
+
+    alone = row(4.0)
+    _latency_rounds([(alone, lost)], rounds=9)
+    assert alone["rounds"] == 1 and alone["p50_ms"] == 4.0  # round 1 stands
