@@ -100,7 +100,8 @@ def requantize_reshapes(model) -> int:
     added = 0
     for node in list(g.graph.node):
         dq = g.dequantize_of(node.input[0]) if node.op_type in RESHAPES else None
-        if dq is None or len(dq.input) < 3 or np.ndim(g.constant(dq.input[1])) != 0:
+        scale = g.constant(dq.input[1]) if dq is not None and len(dq.input) == 3 else None
+        if scale is None or scale.ndim != 0:  # only a per-tensor pair (with its zero point) carries over
             continue
         consumers = g.consumers(node.output[0])
         if not consumers or any(c.op_type == "QuantizeLinear" for c in consumers):
