@@ -1,8 +1,8 @@
 """Rewrites of an exported QDQ ONNX graph into the patterns runtimes' int8 kernels match.
 
 torch writes a quantized model as float weights behind QuantizeLinear / DequantizeLinear pairs, with the
-quantizers where NNCF put them. Three exact rewrites turn that into what onnxruntime, OpenVINO and QNN fuse
-into integer kernels (onnxruntime's own ``quantize_static`` writes the same patterns):
+quantizers where NNCF put them. Three exact rewrites turn that into the patterns onnxruntime fuses into
+integer kernels (its own ``quantize_static`` writes the same ones); OpenVINO reads either form alike:
 
 - ``fold_weight_quantization``: QuantizeLinear(constant weight) becomes its int8 result, so the file stores
   int8 weights (a quarter of the size) behind a DequantizeLinear;
@@ -10,8 +10,8 @@ into integer kernels (onnxruntime's own ``quantize_static`` writes the same patt
   after it (values are unchanged: the reshape moves them, the pair re-applies the scale they already have),
   so the classifier's Gemm sees a quantized input;
 - ``split_gemm_biases``: a Gemm between two dequantized inputs hands its float bias to an Add after it
-  (the same sum), since onnxruntime's QGemm fusion takes only quantized inputs (an int32 bias would
-  do as well, but rounds the bias and keeps Qualcomm's QNN from running the layer: see the function).
+  (the same sum), since onnxruntime's QGemm fusion takes only quantized inputs (an int32 bias would do
+  as well, but rounds the bias).
 
 Without the last two, onnxruntime runs the classifier as a float Gemm and dequantizes its int8 weight on
 every call: 0.46 ms of a 7.2 ms ResNet-50 run at 224x224 (benchmarks/RESULTS.md).
