@@ -122,7 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += bench_model(name, args.size, args.threads, args.rounds, Path(tmp), not args.no_tflite)
-    print(f"\nbatch 1, {args.size}x{args.size}x3, {args.threads} threads, p50 over {args.rounds} interleaved rounds of >= 0.3 s per file, "
+    print(f"\nbatch 1, {args.size}x{args.size}x3, {args.threads} threads, p50 over {args.rounds} interleaved rounds "
+          f"of >= 0.3 s per file, "
           f"random weights; {platform.processor() or platform.machine()}\n")
     print("| model | runtime | variant | p50 ms | speedup vs fp32 | ours / peer |")
     print("|---|---|---|---|---|---|")
@@ -130,7 +131,8 @@ def main() -> None:
         ours = next((o for o in rows if o["model"] == r["model"] and o["runtime"] == r["runtime"]
                      and o["variant"].startswith("int8 edgeres")), None)
         ratio = f"{ours['p50_ms'] / r['p50_ms']:.2f}" if "peer" in r["variant"] and ours else ""
-        print(f"| {r['model']} | {r['runtime']} | {r['variant']} | {r['p50_ms']:.3g} | {r['speedup_vs_fp32']:.2f}x | {ratio} |")
+        print(f"| {r['model']} | {r['runtime']} | {r['variant']} | {r['p50_ms']:.3g} | "
+              f"{r['speedup_vs_fp32']:.2f}x | {ratio} |")
 
 
 if __name__ == "__main__":

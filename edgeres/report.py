@@ -20,9 +20,9 @@ COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp",
            "size MB", "status")
 CSV_FIELDS = ("variant", "role", "status", "error", "format", "precision", "runtime", "device", "where", "threads",
               "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs",
-              "rounds", "p50_spread_pct", "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio", "peak_rss_mb",
-              "load_seconds", "verify_top1", "verify_n", "emulated", "emulated_p50_ms", "estimated_p50_ms",
-              "host_top1", "host_agreement", "artifact")
+              "rounds", "p50_spread_pct", "throughput_ips", "throughput_batch", "speedup", "size_bytes", "size_ratio",
+              "peak_rss_mb", "load_seconds", "verify_top1", "verify_n", "emulated", "emulated_p50_ms",
+              "estimated_p50_ms", "host_top1", "host_agreement", "artifact")
 FILES = {"json": "results.json", "csv": "results.csv", "md": "results.md", "png": "plot.png"}
 _FORMAT_COLORS = {"torch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tflite": "tab:orange"}
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}

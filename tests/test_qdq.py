@@ -10,7 +10,6 @@ from edgeres.export import qdq
 
 def classifier(weight_axis: int = 0, trans_b: int = 1):
     """x (1x8x1x1, float) -> Q/DQ (per tensor, uint8) -> Flatten -> Gemm(int8 weight -> DQ, float bias)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -33,7 +32,8 @@ def classifier(weight_axis: int = 0, trans_b: int = 1):
         helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"], axis=weight_axis),
         helper.make_node("Gemm", ["flat", "wd", "bias"], ["logits"], transB=trans_b),
     ]
-    graph = helper.make_graph(nodes, "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 1, 1])],
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 1, 1])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 

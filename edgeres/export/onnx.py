@@ -6,7 +6,7 @@ well, and >= 13 as per-channel QuantizeLinear/DequantizeLinear need. The batch a
 int8: NNCF's fake-quantizers are stripped to torch's native ones and exported as QuantizeLinear /
 DequantizeLinear pairs with the calibrated scales and zero points; ``export/qdq.py`` then rewrites the
 graph into the patterns runtimes' int8 kernels match (int8 weight initializers, a quantized classifier
-input, an int32 classifier bias).
+input, the classifier's bias added after its Gemm).
 """
 
 from __future__ import annotations

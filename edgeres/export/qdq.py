@@ -53,13 +53,16 @@ class _Graph:
         node = self.producers.get(name)
         return node if node is not None and node.op_type == "DequantizeLinear" else None
 
-    def insert(self, index: int, *nodes) -> None:
+    def insert_after(self, anchor, *nodes) -> None:
+        index = list(self.graph.node).index(anchor) + 1
         for offset, node in enumerate(nodes):
             self.graph.node.insert(index + offset, node)
 
 
-def _attribute(node, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
+def _attribute(node, name: str, default):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def fold_weight_quantization(model) -> int:
@@ -103,17 +106,18 @@ def requantize_reshapes(model) -> int:
         scale = g.constant(dq.input[1]) if dq is not None and len(dq.input) == 3 else None
         if scale is None or scale.ndim != 0:  # only a per-tensor pair (with its zero point) carries over
             continue
-        consumers = g.consumers(node.output[0])
+        out = node.output[0]
+        consumers = g.consumers(out)
         if not consumers or any(c.op_type == "QuantizeLinear" for c in consumers):
             continue
-        out = node.output[0]
         quantized, dequantized = f"{out}/requant/q", f"{out}/requant/dq"
         for consumer in consumers:
             consumer.input[:] = [dequantized if name == out else name for name in consumer.input]
-        g.insert(list(g.graph.node).index(node) + 1,
-                        helper.make_node("QuantizeLinear", [out, *dq.input[1:3]], [quantized], name=f"{node.name}/requant/q"),
-                        helper.make_node("DequantizeLinear", [quantized, *dq.input[1:3]], [dequantized],
-                                         name=f"{node.name}/requant/dq"))
+        scale_and_zero = dq.input[1:3]
+        g.insert_after(node,
+                       helper.make_node("QuantizeLinear", [out, *scale_and_zero], [quantized], name=quantized),
+                       helper.make_node("DequantizeLinear", [quantized, *scale_and_zero], [dequantized],
+                                        name=dequantized))
         added += 1
     return added
 
@@ -132,20 +136,15 @@ def split_gemm_biases(model) -> int:
             continue
         if g.dequantize_of(node.input[0]) is None or g.dequantize_of(node.input[1]) is None:
             continue
-        if _attribute_float(node, "beta", 1.0) != 1.0:
+        if _attribute(node, "beta", 1.0) != 1.0:
             continue
         bias, out = node.input[2], node.output[0]
         product = f"{out}/without_bias"
         del node.input[2]
         node.output[0] = product
-        g.insert(list(g.graph.node).index(node) + 1,
-                 helper.make_node("Add", [product, bias], [out], name=f"{node.name}/bias"))
+        g.insert_after(node, helper.make_node("Add", [product, bias], [out], name=f"{node.name}/bias"))
         done += 1
     return done
-
-
-def _attribute_float(node, name: str, default: float) -> float:
-    return next((a.f for a in node.attribute if a.name == name), default)
 
 
 def _drop_unused(model) -> None:
@@ -155,11 +154,15 @@ def _drop_unused(model) -> None:
     def used() -> set[str]:
         return {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
 
-    names = used()
-    while dead := [n for n in graph.node if n.op_type in ("Identity", "Constant") and not any(o in names for o in n.output)]:
-        for node in dead:
-            graph.node.remove(node)
+    def dead() -> list:
         names = used()
+        return [n for n in graph.node
+                if n.op_type in ("Identity", "Constant") and not any(o in names for o in n.output)]
+
+    while unread := dead():
+        for node in unread:
+            graph.node.remove(node)
+    names = used()
     for init in list(graph.initializer):
         if init.name not in names:
             graph.initializer.remove(init)

@@ -2,8 +2,9 @@
 
 These modules import only the standard library, numpy and their own runtime package (never torch or
 the rest of edgeres), so the ssh device backend can copy them to a device as they are and run the very
-same code there; ``torch_rt`` (the FP32 baseline) is the exception and runs on the edgeres host only. Every session takes NCHW float32 batches, normalized as the model's preprocessing says,
-and returns float32 logits; layout and int8 input/output conversions happen inside the session.
+same code there; ``torch_rt`` (the FP32 baseline) is the exception and runs on the edgeres host only.
+Every session takes NCHW float32 batches, normalized as the model's preprocessing says, and returns
+float32 logits; layout and int8 input/output conversions happen inside the session.
 """
 
 from __future__ import annotations

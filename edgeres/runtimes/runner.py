@@ -138,8 +138,9 @@ def combine_rounds(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     p50s = [s["p50"] for s in summaries]
     median = float(np.median(p50s))
     return {"p50": median, "p90": float(np.median([s["p90"] for s in summaries])),
-            "p99": float(np.median([s["p99"] for s in summaries])), "mean": float(np.mean([s["mean"] for s in summaries])),
-            "runs": int(sum(s["runs"] for s in summaries)), "rounds": len(summaries), "p50_rounds": p50s,
+            "p99": float(np.median([s["p99"] for s in summaries])),
+            "mean": float(np.mean([s["mean"] for s in summaries])), "runs": int(sum(s["runs"] for s in summaries)),
+            "rounds": len(summaries), "p50_rounds": p50s,
             "p50_spread_pct": (max(p50s) - min(p50s)) / median * 100 if median > 0 else 0.0}
 
 

@@ -13,8 +13,10 @@ def open_session(path: Path, threads: int | None = None, device: str | None = No
     try:
         from edgeres import baseline
     except ImportError:
-        raise RuntimeUnavailable("the torch baseline runs on the edgeres host only (torch and edgeres needed)") from None
+        raise RuntimeUnavailable("the torch baseline runs on the edgeres host only (torch and edgeres needed)") \
+            from None
     try:
         return baseline.open_session(path, threads, device)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable checkpoint, a CUDA fault: say which
-        raise RuntimeUnavailable(f"torch cannot load {Path(path).name}: {(str(exc).splitlines() or [''])[0][:300]}") from None
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        raise RuntimeUnavailable(f"torch cannot load {Path(path).name}: {first_line}") from None
