@@ -50,10 +50,10 @@ def exports(ws: Workspace, model: str) -> tuple[Artifact, dict[str, Artifact]]:
     except EdgeresError:
         root, variants = None, []
     if len(variants) < 2:
-        source = ws.latest("train", model=model, dataset="fashion-mnist") or run_train(TrainRequest(model), ws)
+        source = ws.latest("train", model=model, dataset="fashion-mnist") or run_train(TrainRequest(model=model), ws)
         int8 = ws.latest("quantize", where=lambda m: m.get("parent") == source.id) or run_quantize(
-            QuantizeRequest(source.id), ws)
-        run_export(ExportRequest(["tflite", "onnx"], ["int8"], int8.id), ws)
+            QuantizeRequest(model=source.id), ws)
+        run_export(ExportRequest(targets=["tflite", "onnx"], precisions=["int8"], model=int8.id), ws)
         root, variants = select_variants(ws, model, ["tflite", "onnx"], ["int8"])
     return root, {v.manifest["format"]: v for v in variants}
 

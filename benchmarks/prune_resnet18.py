@@ -50,7 +50,7 @@ RUNTIMES = {"onnxruntime": ".onnx", "openvino": ".xml"}
 def accuracy_rows(ws: Workspace, args) -> list[dict]:
     """Prune (and quantize) the trained ResNet-18 at every ratio; one row of metrics per ratio."""
     source = ws.latest("train", model="resnet18", dataset="fashion-mnist") or run_train(
-        TrainRequest("resnet18", eval_limit=args.eval_limit,
+        TrainRequest(model="resnet18", eval_limit=args.eval_limit,
                      config=TrainConfig(epochs=args.train_epochs, limit=args.limit)), ws)
     rows = []
     for ratio in args.ratios:
@@ -60,9 +60,9 @@ def accuracy_rows(ws: Workspace, args) -> list[dict]:
             m["config"].get(k) == v for k, v in config.items() if v is not None)) if args.reuse else None
         int8 = pruned and ws.latest("quantize", where=lambda m: m["parent"] == pruned.id)
         if pruned is None or int8 is None:
-            pruned = run_prune(PruneRequest(source.id, limit=args.limit, eval_limit=args.eval_limit,
+            pruned = run_prune(PruneRequest(model=source.id, limit=args.limit, eval_limit=args.eval_limit,
                                             **config), ws)
-            int8 = run_quantize(QuantizeRequest(pruned.id, eval_limit=args.eval_limit), ws)
+            int8 = run_quantize(QuantizeRequest(model=pruned.id, eval_limit=args.eval_limit), ws)
         m = pruned.manifest["metrics"]
         before = m["fp32_before"]["test_top1"]
         rows.append({"ratio": ratio, "artifact": pruned.id, "architecture": pruned.manifest["architecture"],

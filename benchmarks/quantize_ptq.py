@@ -60,7 +60,7 @@ def main() -> None:
     set_threads()
     ws = Workspace(args.workspace)
     source = ws.latest("train", model=args.model, dataset="fashion-mnist") or run_train(
-        TrainRequest(args.model, config=TrainConfig()), ws)
+        TrainRequest(model=args.model, config=TrainConfig()), ws)
     prep = Preprocessing.from_dict(source.manifest["preprocessing"])
     folded = fold_batchnorm(load_fp32(source))
     calib, _ = data.as_tensors(data.load_split("fashion-mnist", "train", prep, limit=args.calib_samples))
@@ -81,7 +81,7 @@ def main() -> None:
                  "top1": top1(logits, y), "agreement": float((logits.argmax(1) == fp32_logits.argmax(1)).mean() * 100)})
     if args.qat:
         start = time.perf_counter()
-        qat = run_quantize(QuantizeRequest(source.id, qat=True, epochs=1), ws)
+        qat = run_quantize(QuantizeRequest(model=source.id, qat=True, epochs=1), ws)
         m = qat.manifest["metrics"]
         rows.append({"method": "edgeres QAT (1 epoch, from PTQ)", "seconds": time.perf_counter() - start,
                      "top1": m["int8"]["test_top1"], "agreement": m["agreement_with_fp32"]})

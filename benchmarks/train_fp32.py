@@ -45,7 +45,7 @@ def main() -> None:
     for name in args.models.split(","):
         config = TrainConfig() if args.epochs is None else replace(TrainConfig(), epochs=args.epochs)
         start = time.perf_counter()
-        artifact = run_train(TrainRequest(name, config=config), workspace)
+        artifact = run_train(TrainRequest(model=name, config=config), workspace)
         wall = time.perf_counter() - start
         metrics = artifact.manifest["metrics"]
         val = metrics["history"][-1].get("val_top1") if metrics["history"] else None

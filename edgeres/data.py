@@ -1,9 +1,12 @@
-"""Datasets: Fashion-MNIST (the embedded default), CIFAR-10 and ImageNet-style image folders.
+"""Datasets: Fashion-MNIST (the embedded default), CIFAR-10 python batches and ImageFolder trees.
 
 Each dataset gives ``train``, ``val`` and ``test`` splits as torch datasets of already preprocessed
-tensors (``Preprocessing``). ``val`` is a fixed, seeded slice held out of the training images, used to
-pick the best epoch; ``train`` is the rest; ``test`` is the official test split, used for every
-reported accuracy. Fashion-MNIST and CIFAR-10 are small enough to hold in memory as one tensor.
+tensors (``Preprocessing``: one transform for every container). ``val`` serves every decision (best
+epoch, accuracy budget, QAT epoch, sensitivity) and ``test`` every reported accuracy, never the same
+images: with ``holdout`` validation ``val`` is a seeded slice held out of the training images; with
+``test-split`` (for imported weights, which may have seen every training image) it is a seeded part of
+the test split, and ``test`` is the rest. ``DataSource`` records all of it in a model's lineage.
+Fashion-MNIST and CIFAR-10 are small enough to hold in memory as one tensor; ImageFolder is streamed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 1 / 12  # 5,000 of Fashion-MNIST's 60,000 training images
 SEED = 0
+TEST_VAL_FRACTION = 0.2  # test-split validation: 2,000 of 10,000 test images decide, 8,000 report
+# Where the images that make decisions (accuracy budget, QAT epoch, sensitivity, best epoch) come from,
+# and which images are reported on. Decisions never see the reported images.
+VALIDATIONS = {
+    "holdout": "val: a seeded 1/12 of the training images, held out of training; test: the test split",
+    "test-split": "val: a seeded 20 % of the test split (the model may have seen every training image: "
+                  "imported weights); test: the other 80 %",
+}
 
 
 @dataclass(frozen=True)
@@ -92,10 +103,12 @@ def _fashion_files(root: Path, prefix: str) -> list[Path]:
 def _load_fashion(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
     root = _fashion_dir(data_dir)
     images_file, labels_file = _fashion_files(root, "train" if train else "t10k")
-    images, labels = _read_idx(images_file), _read_idx(labels_file)
-    if len(images) != len(labels):
-        raise EdgeresError(f"Fashion-MNIST in {root}: {len(images)} images but {len(labels)} labels")
-    return images[:, None, :, :], labels.astype(np.int64)
+    images, labels = _read_idx(images_file), _read_idx(labels_file).astype(np.int64)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise EdgeresError(f"Fashion-MNIST in {root}: {images_file.name} must hold NxHxW images and "
+                           f"{labels_file.name} N labels")
+    _check_labels(labels, len(images), FASHION_MNIST.num_classes, root)
+    return images[:, None, :, :], labels
 
 
 def _cifar_root(data_dir: Path | None) -> Path:
@@ -114,16 +127,22 @@ def _load_cifar10(data_dir: Path | None, train: bool) -> tuple[np.ndarray, np.nd
     for name in names:
         path = root / name
         if not path.is_file():
-            raise EdgeresError(f"CIFAR-10 batch {name} not found in {root}",
-                               hint="extract cifar-10-python.tar.gz and pass --data to its directory")
+            raise EdgeresError(f"CIFAR-10 batch {name} not found in {root}", hint=_cifar_hint(root))
         try:
             with open(path, "rb") as fh:
                 # The CIFAR batches are plain pickles of dicts of arrays; restrict what may be unpickled.
                 batch = _SafeCifarUnpickler(fh, encoding="latin1").load()
-            images.append(np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch["labels"], np.int64))
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+            if not isinstance(batch, dict):
+                raise ValueError(f"a {type(batch).__name__}, not a dict with 'data' and 'labels'")
+            pixels = np.asarray(batch["data"])
+            if pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3 * 32 * 32:
+                raise ValueError(f"'data' must be N x 3072 uint8 pixels, got {pixels.shape} {pixels.dtype}")
+            batch_labels = np.asarray(batch["labels"], np.int64).reshape(-1)
+        except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as exc:
             raise EdgeresError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+        _check_labels(batch_labels, len(pixels), CIFAR10.num_classes, path)
+        images.append(pixels.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -140,18 +159,32 @@ class _SafeCifarUnpickler(pickle.Unpickler):
 
 
 # -- preprocessing -------------------------------------------------------------------------------
-def preprocess_uint8(images: np.ndarray, prep: Preprocessing, batch: int = 4096) -> torch.Tensor:
-    """uint8 NCHW images -> float tensors as the model expects them (resize, channels, normalize)."""
+def to_input(images: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """uint8 NCHW images (one size) -> the float tensor the model expects, as ``prep`` says: images
+    already at the input size are kept as they are, others resized (shorter side to ``prep.resize``,
+    bilinear, antialiased) and center-cropped; then channels adapted and normalized. The one transform of
+    every container, so the same image gives the same tensor whether it came from a batch file or a PNG."""
+    x = adapt_channels(images.float() / 255.0, prep.channels)
+    size = prep.input_size
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        short = prep.resize or size
+        scale = short / min(h, w)
+        nh, nw = max(short, round(h * scale)), max(short, round(w * scale))
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
+                                            antialias=True)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        x = x[..., top:top + size, left:left + size]
     mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
     std = torch.tensor(prep.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess_uint8(images: np.ndarray, prep: Preprocessing, batch: int = 4096) -> torch.Tensor:
+    """uint8 NCHW images (one size) -> preprocessed float tensors, in batches to bound memory."""
     out = torch.empty((len(images), prep.channels, prep.input_size, prep.input_size))
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch])).float() / 255.0
-        x = adapt_channels(x, prep.channels)
-        if x.shape[-1] != prep.input_size or x.shape[-2] != prep.input_size:
-            x = torch.nn.functional.interpolate(x, size=(prep.input_size, prep.input_size), mode="bilinear",
-                                                align_corners=False, antialias=True)
-        out[start:start + batch] = (x - mean) / std
+        out[start:start + batch] = to_input(torch.from_numpy(np.ascontiguousarray(images[start:start + batch])), prep)
     return out
 
 
@@ -173,6 +206,26 @@ def _train_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def _test_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``test-split`` validation: (the test images reported on, the ones set aside for decisions)."""
+    order = np.random.default_rng(SEED + 2).permutation(n)
+    n_val = max(1, int(round(n * TEST_VAL_FRACTION)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _split_indices(split: str, n_train: int, n_test: int, validation: str) -> tuple[str, np.ndarray | None]:
+    """Which raw split (``train`` or ``test``) a split reads, and which of its images (None: all)."""
+    if validation == "test-split":
+        if split == "train":
+            return "train", None
+        report, decide = _test_val_indices(n_test)
+        return "test", decide if split == "val" else report
+    if split == "test":
+        return "test", None
+    train_idx, val_idx = _train_val_indices(n_train)
+    return "train", val_idx if split == "val" else train_idx
+
+
 # -- public API ----------------------------------------------------------------------------------
 def dataset_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
     if name == "fashion-mnist":
@@ -181,11 +234,19 @@ def dataset_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
         return CIFAR10
     if name == "imagefolder":
         root = _imagefolder_root(data_dir)
-        classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
-        if not classes:
-            raise EdgeresError(f"no class folders in {root / 'train'}")
+        classes = _imagefolder_classes(root)
         return DatasetInfo("imagefolder", classes, 3, 224, IMAGENET_MEAN, IMAGENET_STD)
     raise EdgeresError(f"unknown dataset {name!r}", hint=f"choose one of: {', '.join(DATASET_NAMES)}")
+
+
+def resolve_dir(name: str, data_dir: Path | None = None) -> Path:
+    """The absolute directory a dataset is read from, checked to hold the dataset (install hint if not)."""
+    check_available(name, data_dir)
+    if name == "fashion-mnist":
+        return _fashion_dir(data_dir).resolve()
+    if name == "cifar10":
+        return _cifar_root(data_dir).resolve()
+    return _imagefolder_root(data_dir).resolve()
 
 
 def check_available(name: str, data_dir: Path | None = None) -> None:
@@ -195,11 +256,17 @@ def check_available(name: str, data_dir: Path | None = None) -> None:
             _fashion_files(_fashion_dir(data_dir), prefix)
     elif name == "cifar10":
         root = _cifar_root(data_dir)
-        if not (root / "test_batch").is_file():
-            raise EdgeresError(f"CIFAR-10 batches not found in {root}",
-                               hint="extract cifar-10-python.tar.gz and pass --data to its directory")
+        for batch in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            if not (root / batch).is_file():
+                raise EdgeresError(f"CIFAR-10 batch {batch} not found in {root}", hint=_cifar_hint(root))
     else:
         dataset_info(name, data_dir)
+
+
+def _cifar_hint(root: Path) -> str:
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return f"{root} looks like an ImageFolder tree (train/, val/): use --dataset imagefolder"
+    return "extract cifar-10-python.tar.gz and pass --data to its cifar-10-batches-py directory"
 
 
 def _imagefolder_root(data_dir: Path | None) -> Path:
@@ -207,47 +274,110 @@ def _imagefolder_root(data_dir: Path | None) -> Path:
         raise EdgeresError("imagefolder needs --data DIR", hint="DIR must hold train/ and val/ with one "
                            "subfolder of images per class")
     root = Path(data_dir)
+    if not root.is_dir():
+        raise EdgeresError(f"imagefolder directory {root} does not exist", hint="pass --data DIR holding train/ "
+                           "and val/ with one subfolder of images per class")
     for sub in ("train", "val"):
         if not (root / sub).is_dir():
-            raise EdgeresError(f"imagefolder {root} has no {sub}/ folder",
-                               hint="DIR must hold train/ and val/ with one subfolder of images per class")
+            hint = "DIR must hold train/ and val/ with one subfolder of images per class"
+            if (root / "test_batch").is_file() or (root / "cifar-10-batches-py").is_dir():
+                hint = f"{root} holds CIFAR-10 python batches: use --dataset cifar10"
+            elif any(root.glob("t10k-images-idx3-ubyte*")):
+                hint = f"{root} holds Fashion-MNIST idx files: use --dataset fashion-mnist"
+            raise EdgeresError(f"imagefolder {root} has no {sub}/ folder", hint=hint)
     return root
 
 
-def _imagefolder(root: Path, split: str, prep: Preprocessing) -> Dataset:
-    from torchvision import datasets, transforms
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
-    mode = "L" if prep.channels == 1 else "RGB"
-    transform = transforms.Compose([
-        transforms.Lambda(lambda img: img.convert(mode)),
-        transforms.Resize(int(round(prep.input_size / 0.875))),
-        transforms.CenterCrop(prep.input_size),
-        transforms.ToTensor(),
-        transforms.Normalize(prep.mean, prep.std),
-    ])
-    folder = datasets.ImageFolder(str(root / ("val" if split == "test" else "train")), transform=transform)
-    if split == "test":
-        return folder
-    train_idx, val_idx = _train_val_indices(len(folder))
-    return Subset(folder, (val_idx if split == "val" else train_idx).tolist())
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _imagefolder_classes(root: Path) -> tuple[str, ...]:
+    """The class names (train/'s subfolders), checked: at least two, the same in val/."""
+    classes = tuple(p.name for p in _class_dirs(root / "train"))
+    if len(classes) < 2:
+        raise EdgeresError(f"imagefolder {root / 'train'} has {len(classes)} class folder(s); a classifier needs "
+                           f"at least two", hint="one subfolder of images per class under train/ and val/")
+    other = tuple(p.name for p in _class_dirs(root / "val"))
+    if other != classes:
+        missing, extra = sorted(set(classes) - set(other)), sorted(set(other) - set(classes))
+        detail = "; ".join(filter(None, [f"missing in val/: {', '.join(missing)}" if missing else "",
+                                         f"only in val/: {', '.join(extra)}" if extra else ""]))
+        raise EdgeresError(f"imagefolder {root}: train/ and val/ hold different classes ({detail})",
+                           hint="both splits need the same class folders, or the labels would not match")
+    return classes
+
+
+class ImageFolderSplit(Dataset):
+    """The images of one folder of class subfolders, labelled by the class order of ``classes``."""
+
+    def __init__(self, folder: Path, classes: tuple[str, ...], prep: Preprocessing):
+        self.prep = prep
+        self.samples: list[tuple[Path, int]] = []
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not files:
+                raise EdgeresError(f"class folder {folder / name} holds no images",
+                                   hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}")
+            self.samples += [(path, label) for path in files]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                if img.mode not in ("L", "RGB"):
+                    img = img.convert("RGB")
+                pixels = np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise EdgeresError(f"cannot decode image {path}: {exc}", hint="remove or replace the file") from None
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return to_input(torch.from_numpy(np.ascontiguousarray(pixels))[None], self.prep)[0], label
+
+
+def _imagefolder(root: Path, split: str, prep: Preprocessing, validation: str) -> Dataset:
+    classes = _imagefolder_classes(root)
+    folders = {"train": root / "train", "test": root / "val"}
+    n_train = len(ImageFolderSplit(folders["train"], classes, prep)) if validation == "holdout" else 0
+    n_test = len(ImageFolderSplit(folders["test"], classes, prep)) if validation == "test-split" else 0
+    raw, idx = _split_indices(split, n_train, n_test, validation)
+    folder = ImageFolderSplit(folders[raw], classes, prep)
+    return folder if idx is None else Subset(folder, idx.tolist())
+
+
+def _check_labels(labels: np.ndarray, n_images: int, classes: int, where: Path) -> None:
+    if len(labels) != n_images:
+        raise EdgeresError(f"{where}: {n_images} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise EdgeresError(f"{where}: labels must lie in [0, {classes - 1}], found {labels.min()}..{labels.max()}")
 
 
 def load_split(name: str, split: str, prep: Preprocessing, data_dir: Path | None = None,
-               limit: int | None = None) -> Dataset:
-    """One split of a dataset, preprocessed. ``limit`` takes a seeded, class-balanced-in-expectation
-    random subset (for quick tests and calibration), the same one every time."""
+               limit: int | None = None, validation: str = "holdout") -> Dataset:
+    """One split of a dataset, preprocessed. ``validation`` says where ``val`` comes from (``VALIDATIONS``).
+    ``limit`` takes a seeded, class-balanced-in-expectation random subset (for quick tests and
+    calibration), the same one every time."""
     if split not in SPLITS:
         raise EdgeresError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if validation not in VALIDATIONS:
+        raise EdgeresError(f"unknown validation {validation!r}", hint=f"choose one of: {', '.join(VALIDATIONS)}")
     if name == "imagefolder":
-        ds = _imagefolder(_imagefolder_root(data_dir), split, prep)
+        ds = _imagefolder(_imagefolder_root(data_dir), split, prep, validation)
     else:
         loader: Callable = {"fashion-mnist": _load_fashion, "cifar10": _load_cifar10}.get(name)  # type: ignore
         if loader is None:
             raise EdgeresError(f"unknown dataset {name!r}", hint=f"choose one of: {', '.join(DATASET_NAMES)}")
-        images, labels = loader(data_dir, split != "test")
-        if split != "test":
-            train_idx, val_idx = _train_val_indices(len(images))
-            idx = val_idx if split == "val" else train_idx
+        raw = "test" if split == "test" or (validation == "test-split" and split == "val") else "train"
+        images, labels = loader(data_dir, raw == "train")
+        _, idx = _split_indices(split, len(images), len(images), validation)
+        if idx is not None:
             images, labels = images[idx], labels[idx]
         if limit is not None and limit < len(images):
             pick = np.sort(np.random.default_rng(SEED + 1).permutation(len(images))[:limit])
@@ -260,6 +390,40 @@ def load_split(name: str, split: str, prep: Preprocessing, data_dir: Path | None
     return ds
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where a model's images come from, recorded in every artifact of its lineage: the dataset, its
+    resolved directory and which images serve which role (``validation``)."""
+
+    dataset: str
+    root: Path | None
+    validation: str = "holdout"
+
+    def load(self, split: str, prep: Preprocessing, limit: int | None = None) -> Dataset:
+        return load_split(self.dataset, split, prep, self.root, limit, self.validation)
+
+    def info(self) -> DatasetInfo:
+        return dataset_info(self.dataset, self.root)
+
+    def to_manifest(self) -> dict:
+        return {"dataset": self.dataset, "dir": str(self.root) if self.root else None,
+                "validation": self.validation, "roles": VALIDATIONS[self.validation]}
+
+    @classmethod
+    def from_manifest(cls, record: dict) -> "DataSource":
+        root = record.get("dir")
+        return cls(record["dataset"], Path(root) if root else None, record.get("validation", "holdout"))
+
+
+def open_source(dataset: str, data_dir: Path | None = None, validation: str = "holdout") -> DataSource:
+    """A checked ``DataSource``: the dataset is known and on disk; its directory is made absolute."""
+    if dataset not in DATASET_NAMES:
+        raise EdgeresError(f"unknown dataset {dataset!r}", hint=f"choose one of: {', '.join(DATASET_NAMES)}")
+    if validation not in VALIDATIONS:
+        raise EdgeresError(f"unknown validation {validation!r}", hint=f"choose one of: {', '.join(VALIDATIONS)}")
+    return DataSource(dataset, resolve_dir(dataset, data_dir), validation)
+
+
 def as_tensors(ds: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """A whole (small) dataset as one input tensor and one label tensor."""
     if isinstance(ds, TensorDataset):
@@ -269,3 +433,30 @@ def as_tensors(ds: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, torch.
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)
+
+
+def source_of(manifest: dict, *, dataset: str | None = None, data_dir: Path | None = None) -> DataSource:
+    """The data a model artifact was made with (its manifest's ``data`` record), checked to be still
+    there; ``data_dir`` points it elsewhere (the same classes required). A ``dataset`` other than the
+    recorded one is an error: the lineage knows its data, a silent switch would mislabel every image."""
+    record = manifest.get("data") or {"dataset": manifest.get("dataset"), "dir": None}  # before records
+    recorded = DataSource.from_manifest(record)
+    name = manifest.get("id", "the model")
+    if dataset is not None and dataset != recorded.dataset:
+        raise EdgeresError(f"{name} was made with {recorded.dataset}, not {dataset}",
+                           hint="leave out --dataset: every step reads the data recorded in the model's lineage "
+                                "(--data points it at another copy)")
+    if data_dir is not None:
+        source = open_source(recorded.dataset, data_dir, recorded.validation)
+        classes = manifest.get("classes")
+        found = source.info().classes
+        if classes and (len(found) != len(classes) or (recorded.dataset == "imagefolder" and list(found) != classes)):
+            raise EdgeresError(f"--data {data_dir} holds {len(found)} classes ({', '.join(found[:5])}"
+                               f"{' ...' if len(found) > 5 else ''}) but {name} classifies {len(classes)} "
+                               f"({', '.join(classes[:5])}{' ...' if len(classes) > 5 else ''})",
+                               hint="point --data at the dataset the model was trained on")
+        return source
+    if recorded.root is not None and not recorded.root.exists():
+        raise EdgeresError(f"the {recorded.dataset} data of {name} is no longer at {recorded.root}",
+                           hint="pass --data DIR where it is now")
+    return open_source(recorded.dataset, recorded.root, recorded.validation)

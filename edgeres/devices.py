@@ -27,6 +27,7 @@ import re
 import site
 import socket
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -59,21 +60,73 @@ class Figure(_Strict):
     source: str = Field(min_length=1)
 
 
-class Estimate(_Strict):
-    """Roofline figures: peak throughput in GOPS (1e9 ops/s, one multiply-accumulate = 2 ops),
-    memory bandwidth in GB/s, and the fraction of peak compute assumed reachable at batch 1."""
+class Unit(_Strict):
+    """One compute unit of a device (its CPU, GPU or NPU): roofline figures in GOPS (1e9 ops/s, one
+    multiply-accumulate = 2 ops) per precision it computes in, the memory bandwidth it reads weights at
+    (GB/s), and the fraction of peak compute assumed reachable at batch 1. ``compiled_for`` names the
+    compiler a file must have gone through for this unit to run it (``edgetpu``: ``edgetpu_compiler``)."""
 
-    peak_fp32_gops: Figure
-    peak_int8_gops: Figure
-    peak_fp16_gops: Optional[Figure] = None
+    description: str = Field(min_length=1)
+    peak_fp32_gops: Optional[Figure] = None  # None: the unit does not compute in this precision
+    peak_fp16_gops: Optional[Figure] = None  # None: fp16 at the fp32 rate, said so
+    peak_int8_gops: Optional[Figure] = None
     memory_bandwidth_gbs: Figure
     compute_efficiency: Figure
+    compiled_for: Optional[Literal["edgetpu"]] = None
 
     @model_validator(mode="after")
-    def _efficiency_is_a_fraction(self) -> "Estimate":
+    def _checked(self) -> "Unit":
         if self.compute_efficiency.value > 1:
             raise ValueError("compute_efficiency.value must be a fraction of peak, at most 1")
+        if self.peak_fp32_gops is None and self.peak_fp16_gops is None and self.peak_int8_gops is None:
+            raise ValueError("give at least one of peak_fp32_gops, peak_fp16_gops, peak_int8_gops")
         return self
+
+
+_FLAT_UNIT = "device"  # the one unit of an estimate written in the flat form (figures directly under estimate)
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class Estimate(_Strict):
+    """The device's compute units and which runs what: ``runs_on`` maps ``runtime/precision``, ``runtime``
+    or ``*`` to a unit (the most specific key wins; without a match, the first unit). A unit with
+    ``compiled_for`` runs exactly the files compiled for it, whatever ``runs_on`` says. The flat form of
+    earlier profiles (the figures directly under ``estimate``) is one unit."""
+
+    units: dict[str, Unit] = Field(min_length=1)
+    runs_on: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "units" not in data:
+            return {"units": {_FLAT_UNIT: {"description": "the device", **data}}}
+        return data
+
+    @model_validator(mode="after")
+    def _keys_name_units(self) -> "Estimate":
+        for key, unit in self.runs_on.items():
+            runtime, _, precision = key.partition("/")
+            if key != "*" and (runtime not in RUNTIMES or (precision and precision not in PRECISIONS)):
+                raise ValueError(f"runs_on key {key!r}: expected '*', a runtime ({', '.join(RUNTIMES)}) or "
+                                 "runtime/precision (fp32, fp16, int8)")
+            if unit not in self.units:
+                raise ValueError(f"runs_on[{key!r}] names unit {unit!r}; units: {', '.join(self.units)}")
+            if self.units[unit].compiled_for:
+                raise ValueError(f"runs_on[{key!r}]: unit {unit!r} runs only files compiled for it (compiled_for)")
+        if all(unit.compiled_for for unit in self.units.values()):
+            raise ValueError("at least one unit must run files as they are (without compiled_for)")
+        return self
+
+    def unit_for(self, runtime: str, precision: str, compiled_for: frozenset[str] = frozenset()) -> str:
+        """The name of the unit that runs a ``runtime`` file of ``precision`` (compiled for ``compiled_for``)."""
+        for name, unit in self.units.items():
+            if unit.compiled_for and unit.compiled_for in compiled_for:
+                return name
+        for key in (f"{runtime}/{precision}", runtime, "*"):
+            if key in self.runs_on:
+                return self.runs_on[key]
+        return next(name for name, unit in self.units.items() if not unit.compiled_for)
 
 
 class LocalConnection(_Strict):
@@ -125,17 +178,23 @@ class SshConnection(_Strict):
 QemuCpu = Literal["cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76", "neoverse-n1", "a64fx"]
 
 
+EMULATED_EVAL_IMAGES = 100  # test images an emulated run takes unless told otherwise (qemu: ~0.1 s each)
+
+
 class Emulation(_Strict):
     """How an aarch64 device is emulated here (``edgeres bench --emulate``): qemu-user with ``cpu``'s
-    instruction set, in the arm64 root of ``edgeres devices --setup``. Numerics, not speed."""
+    instruction set, in the arm64 root of ``edgeres devices --setup``. Numerics, not speed: it evaluates
+    ``max_eval_images`` test images unless ``--eval-limit`` asks for more."""
 
     cpu: QemuCpu
+    max_eval_images: int = Field(EMULATED_EVAL_IMAGES, ge=1)
 
 
-class EmulatedConnection(Emulation):
+class EmulatedConnection(_Strict):
     """Runs here, emulated: the runner under qemu-aarch64 in the arm64 root (``edgeres.emulation``)."""
 
     type: Literal["emulated"]
+    cpu: QemuCpu
 
 
 Connection = Annotated[Union[LocalConnection, SshConnection, EmulatedConnection], Field(discriminator="type")]
@@ -143,7 +202,11 @@ _CONNECTIONS = {"local": LocalConnection, "ssh": SshConnection, "emulated": Emul
 
 
 class TorchSettings(_Strict):
+    """The PyTorch model itself on ``device``: ``precisions`` are measured as rows of their own (fp16 on a
+    GPU, say); a row identical to the baseline (fp32 on the baseline's device) is the baseline."""
+
     device: Literal["cpu", "cuda"] = "cpu"
+    precisions: list[Literal["fp32", "fp16"]] = Field(default_factory=list)
 
 
 class OnnxRuntimeSettings(_Strict):
@@ -183,7 +246,8 @@ class Profile(_Strict):
     arch: Literal["native", "x86_64", "aarch64", "armv7l"]  # native: whatever this host is
     connection: Connection
     threads: Optional[int] = Field(None, ge=1)  # None: every core of the device
-    max_eval_images: Optional[int] = Field(None, ge=1)  # a cap on bench's test images (slow emulators)
+    max_eval_images: Optional[int] = Field(None, ge=1)  # bench's default test images (slow emulators)
+    verified_on_hardware: bool = False  # has this profile run on its real hardware? (bench rows say so)
     runtimes: Runtimes
     estimate: Optional[Estimate] = None
     emulation: Optional[Emulation] = None  # how `--emulate` stands in for the device here
@@ -222,13 +286,16 @@ def builtin_dir() -> Path:
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping found at ``loc`` (for listing its allowed keys)."""
     model: Any = Profile
-    for part in loc:
+    parts = iter(loc)
+    for part in parts:
         if model is None:
             return None
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
             return None
         annotation = field.annotation
+        if typing.get_origin(annotation) is dict:  # the next part is a key of the mapping
+            next(parts, None)
         args = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)
                 and issubclass(a, BaseModel)]
         model = args[0] if len(args) == 1 else None
@@ -239,10 +306,13 @@ def _describe_error(error: dict, data: dict) -> str:
     # The discriminated union adds the tag ("ssh", "local", "emulated") to the location; users never wrote it.
     loc = tuple(p for i, p in enumerate(error["loc"])
                 if not (i == 1 and error["loc"][0] == "connection" and p in _CONNECTIONS))
+    model_loc = loc
+    if loc[:3] == ("estimate", "units", _FLAT_UNIT) and "units" not in (data.get("estimate") or {}):
+        loc = ("estimate", *loc[3:])  # the flat form: the user wrote the unit's figures under estimate
     key = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(model_loc[:-1])
         if loc[:1] == ("connection",) and isinstance(data.get("connection"), dict):
             parent = _CONNECTIONS.get(data["connection"].get("type"), LocalConnection)
         allowed = [f for f in parent.model_fields if f != "name"] if parent else []
@@ -315,7 +385,8 @@ def emulated(profile: Profile) -> Profile:
                            hint="aarch64 boards can be: add `emulation: {cpu: cortex-a72}` (a qemu CPU model) "
                                 f"to {profile.path}")
     connection = EmulatedConnection(type="emulated", cpu=profile.emulation.cpu)
-    return profile.model_copy(update={"connection": connection})
+    cap = min(profile.max_eval_images or profile.emulation.max_eval_images, profile.emulation.max_eval_images)
+    return profile.model_copy(update={"connection": connection, "max_eval_images": cap})
 
 
 def trusting_new_host(profile: Profile) -> Profile:

@@ -1,4 +1,4 @@
-"""Load any model artifact as a torch module and evaluate it on a dataset's test split."""
+"""Load any model artifact as a torch module and evaluate it on the test split of its data."""
 
 from __future__ import annotations
 
@@ -30,11 +30,12 @@ def load_model(artifact: Artifact) -> nn.Module:
 
 def test_split(artifact: Artifact, dataset: str | None = None, data_dir: Path | None = None,
                limit: int | None = None):
+    """The reported test images of the artifact's data (``data_dir``: another copy of the same data)."""
     prep = Preprocessing.from_dict(artifact.manifest["preprocessing"])
-    return data.load_split(dataset or artifact.manifest["dataset"], "test", prep, data_dir, limit)
+    return data.source_of(artifact.manifest, dataset=dataset, data_dir=data_dir).load("test", prep, limit)
 
 
-def run_eval(ref: str, workspace: Workspace, dataset: str | None = None, data_dir: Path | None = None,
+def run_eval(ref: str, workspace: Workspace, *, dataset: str | None = None, data_dir: Path | None = None,
              limit: int | None = None) -> dict:
     from edgeres.train import evaluate, set_threads
 

@@ -100,14 +100,17 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def default_preprocessing(spec: ModelSpec, info: DatasetInfo) -> Preprocessing:
-    """The input contract for a model family trained on a dataset."""
+    """The input contract for a model family trained on a dataset. Only the ImageNet family on image
+    folders keeps the ImageNet habit of resizing to ``size / 0.875`` and center-cropping; every other
+    image is used at its size, or resized straight to the input size."""
     if info.name == "fashion-mnist":
         size = 32 if spec.family == "imagenet" else info.native_size
     elif info.name == "cifar10":
         size = 32
     else:
         size = 224 if spec.family == "imagenet" else 32
-    return Preprocessing(size, info.channels, info.mean, info.std)
+    resize = round(size / 0.875) if info.name == "imagefolder" and spec.family == "imagenet" else None
+    return Preprocessing(size, info.channels, info.mean, info.std, resize=resize)
 
 
 def build(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
@@ -141,11 +144,20 @@ def build_from_architecture(arch: dict[str, Any]) -> nn.Module:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
+# Where training scripts in the wild keep the weights inside a checkpoint dict, in order of preference,
+# and the prefixes their wrappers add (DataParallel/DDP, Lightning, torch.compile).
+_NESTED_KEYS = ("state_dict", "model", "net", "model_state_dict", "state_dict_ema", "model_ema")
+_WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
+
+
 def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """A state_dict from a user checkpoint: a plain state_dict, a dict holding ``state_dict`` or
-    ``model``, keys with a DataParallel ``module.`` prefix. Never runs pickled code unless
-    ``trust_pickle`` (``--trust-pickle``: the user vouches for the file)."""
+    """A state_dict from a user checkpoint: a plain state_dict, or one nested under ``state_dict``,
+    ``model``, ``net``, ``state_dict_ema`` ... (other entries such as ``best_prec1`` are ignored), with any
+    ``module.`` / ``model.`` wrapper prefix removed. Never runs pickled code unless ``trust_pickle``
+    (``--trust-pickle``: the user vouches for the file)."""
     path = Path(path)
+    if path.is_dir():
+        raise EdgeresError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
         raise EdgeresError(f"checkpoint {path} not found")
     try:
@@ -153,7 +165,8 @@ def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, t
             warnings.simplefilter("ignore")
             obj: Any = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        lines = str(exc).splitlines()
+        text = lines[0][:200] if lines else type(exc).__name__
         hint = ("re-save it as a plain state_dict (torch.save(model.state_dict(), path)), or, only for a file "
                 "you trust, pass --trust-pickle")
         if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):  # it names code to import and run
@@ -165,19 +178,89 @@ def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, t
                 f"checkpoint {path} cannot be read as tensors only: it is corrupt, or it holds pickled data "
                 f"whose loading could run arbitrary code", hint=hint) from None
         raise EdgeresError(f"checkpoint {path} is corrupt or not a torch file ({text})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
+    for _ in range(3):  # e.g. {"state_dict": {"model": {...}}}
+        if not isinstance(obj, dict) or all(isinstance(v, torch.Tensor) for v in obj.values()):
             break
+        inner = next((obj[k] for k in _NESTED_KEYS if isinstance(obj.get(k), (dict, nn.Module))), None)
+        if inner is None:
+            break
+        obj = inner.state_dict() if isinstance(inner, nn.Module) else inner
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise EdgeresError(f"checkpoint {path} does not hold a state_dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise EdgeresError(f"checkpoint {path} does not hold a state_dict of tensors",
+                           hint=f"edgeres looks for the weights at the top level or under one of "
+                                f"{', '.join(_NESTED_KEYS)}")
+    state = {str(k): v for k, v in obj.items()}
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise EdgeresError(f"checkpoint {path} holds NaN or infinite values in {', '.join(bad[:3])}"
+                           f"{' ...' if len(bad) > 3 else ''}", hint="the training that wrote it diverged; "
+                           "use an earlier checkpoint")
+    return state
 
 
-def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load strictly; on mismatch say which keys and shapes do not fit."""
+def _head(state: dict[str, Any]) -> str | None:
+    return next((p for p in ("fc", "linear") if f"{p}.weight" in state), None)
+
+
+def fit_names(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The checkpoint's names made the model's where only the naming differs: the classifier called
+    ``fc`` or ``linear``; BatchNorm ``num_batches_tracked`` counters that older torch did not save (a
+    counter that only matters with momentum=None, filled with 0 as torch itself does)."""
+    own = model.state_dict()
+    theirs, ours = _head(state), _head(own)
+    if theirs and ours and theirs != ours:
+        state = {(ours + k[len(theirs):] if k.startswith(theirs + ".") else k): v for k, v in state.items()}
+    state = dict(state)
+    for key in own:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    return state
+
+
+def _architecture_of(state: dict[str, torch.Tensor]) -> str | None:
+    """The zoo model a state_dict's keys describe (None when not a ResNet of either family)."""
+    blocks = [len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+    if blocks[3]:
+        bottleneck = any(k.startswith("layer1.0.conv3.") for k in state)
+        layout = {(2, 2, 2, 2, False): "resnet18", (3, 4, 6, 3, False): "resnet34", (3, 4, 6, 3, True): "resnet50",
+                  (3, 4, 23, 3, True): "resnet101", (3, 8, 36, 3, True): "resnet152"}
+        return layout.get((*blocks, bottleneck))
+    if blocks[0] and blocks[0] == blocks[1] == blocks[2]:
+        name = f"resnet{6 * blocks[0] + 2}"
+        return name if name in REGISTRY else None
+    return None
+
+
+def _mismatch_hint(state: dict[str, torch.Tensor], model: nn.Module, model_name: str | None) -> str:
+    """The one hint that fits how a checkpoint differs from the model."""
+    own = model.state_dict()
+    found = _architecture_of(state)
+    if model_name and found and found != model_name:
+        return f"the checkpoint is a {found} ({REGISTRY[found].description}): use the model {found}"
+    if model_name and found is None:
+        return "the checkpoint's layers are not those of any ResNet in `edgeres models`"
+    head = _head(own)
+    if head and f"{head}.weight" in state and state[f"{head}.weight"].shape != own[f"{head}.weight"].shape:
+        theirs, ours = state[f"{head}.weight"].shape[0], own[f"{head}.weight"].shape[0]
+        return (f"the checkpoint classifies {theirs} classes, the model {ours}: evaluate it on a dataset of "
+                f"{theirs} classes, or pass --num-classes {theirs}; to fine-tune it on these classes, "
+                f"`edgeres train --weights` starts from it with a new classifier")
+    if "conv1.weight" in state and state["conv1.weight"].shape[1] != own["conv1.weight"].shape[1]:
+        theirs, ours = state["conv1.weight"].shape[1], own["conv1.weight"].shape[1]
+        return (f"the checkpoint takes {theirs}-channel images, the dataset has {ours}: use data with {theirs} "
+                f"channel(s); `edgeres train --weights` adapts an RGB stem to grey images")
+    return "the checkpoint's layer widths differ from the zoo model's (a pruned or widened variant?)"
+
+
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    model_name: str | None = None) -> None:
+    """Load strictly; on mismatch say which keys and shapes differ, with the hint that fits."""
+    state = fit_names(state, model)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -191,8 +274,8 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: st
             parts.append(f"missing keys: {', '.join(missing[:4])}" + (" ..." if len(missing) > 4 else ""))
         if unexpected:
             parts.append(f"unexpected keys: {', '.join(unexpected[:4])}" + (" ..." if len(unexpected) > 4 else ""))
-        raise EdgeresError(f"checkpoint {source} does not fit the model: " + " | ".join(parts),
-                           hint="check the model name, --num-classes and the input channels")
+        raise EdgeresError(f"checkpoint {source} does not fit {model_name or 'the model'}: " + " | ".join(parts),
+                           hint=_mismatch_hint(state, model, model_name))
     model.load_state_dict(state)
 
 
@@ -210,19 +293,23 @@ def imagenet_weights_path(spec: ModelSpec) -> Path:
     return path
 
 
-def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Fit a pretrained state_dict to a model with another stem width or head size: the stem's RGB
-    weights are summed to one channel; a classifier of another size is left to its fresh init."""
+def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Fit pretrained weights to a model with another stem width or head size, for fine-tuning: the
+    stem's RGB weights are summed to one channel (as timm does); a classifier of another size is left to
+    its fresh init. Returns the state and what was changed, to be said."""
+    state = fit_names(state, model)
     own = model.state_dict()
-    out = dict(state)
+    out, changes = dict(state), []
     for key, tensor in state.items():
         if key not in own or own[key].shape == tensor.shape:
             continue
         if tensor.ndim == 4 and own[key].shape[1] == 1 and tensor.shape[1] == 3 and own[key].shape[0] == tensor.shape[0]:
             out[key] = tensor.sum(1, keepdim=True)
+            changes.append(f"{key}: RGB weights summed for grey input")
         elif key.startswith(("fc.", "linear.")):
             out[key] = own[key]
-    return out
+            changes.append(f"{key}: {tuple(tensor.shape)} -> new {tuple(own[key].shape)}, freshly initialized")
+    return out, changes
 
 
 def save_state_dict(model: nn.Module, path: Path) -> None:
@@ -235,18 +322,22 @@ def save_state_dict(model: nn.Module, path: Path) -> None:
                            hint=f"is the disk full? check free space in {path.parent.parent}") from None
 
 
-def create(name: str, num_classes: int, in_channels: int, weights: str | None = None,
-           trust_pickle: bool = False) -> nn.Module:
+def create(name: str, num_classes: int, in_channels: int, weights: str | None = None, *,
+           trust_pickle: bool = False, adapt: bool = False) -> nn.Module:
     """Build a model and load ``weights``: ``None`` (random init), ``imagenet``, or a checkpoint path
-    (pickled objects beyond tensors only with ``trust_pickle``)."""
+    (pickled objects beyond tensors only with ``trust_pickle``). With ``adapt`` (fine-tuning; always for
+    ``imagenet``) a classifier of another size is re-initialized and an RGB stem summed for grey input;
+    without it the checkpoint must fit exactly."""
     model = build(name, num_classes, in_channels)
     if weights is None:
         return model
-    if weights == "imagenet":
-        path = imagenet_weights_path(get_spec(name))
-        state = adapt_state_dict(read_state_dict(path), model)
-    else:
-        path = Path(weights)
-        state = read_state_dict(path, trust_pickle)
-    load_state_dict(model, state, str(path))
+    path = imagenet_weights_path(get_spec(name)) if weights == "imagenet" else Path(weights)
+    state = read_state_dict(path, trust_pickle if weights != "imagenet" else False)
+    if adapt or weights == "imagenet":
+        from edgeres.console import say
+
+        state, changes = adapt_state_dict(state, model)
+        for change in changes:
+            say(f"weights adapted: {change}")
+    load_state_dict(model, state, str(path), name)
     return model

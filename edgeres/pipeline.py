@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from edgeres.console import say
 from edgeres.errors import EdgeresError
-from edgeres.recipe import STEP_ORDER, Recipe
+from edgeres.recipe import Recipe
 from edgeres.workspace import Artifact, Workspace
 
 
@@ -70,10 +70,53 @@ class _State:
             os.replace(tmp, self.path)
 
 
+def _source_digest() -> str:
+    """A hash of edgeres's own code: a new version never replays a step an older one made."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    from edgeres.workspace import sha256
+
+    return sha256(path)
+
+
+def _data_fingerprint(root: Path | None) -> str | None:
+    """Names, sizes and modification times of the files under a data directory (cheap; a changed or
+    replaced file changes it)."""
+    if root is None or not root.exists():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root) if root.is_dir() else path.name}:{stat.st_size}:"
+                          f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def _key(step: str, recipe: Recipe, options: Any, inputs: list[str]) -> str:
-    payload = {"step": step, "model": recipe.model, "dataset": recipe.dataset, "data": str(recipe.data or ""),
-               "weights": recipe.weights, "options": options.model_dump(mode="json"), "inputs": inputs}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    """What a step's result depends on: edgeres's code, the recipe's model, data and preprocessing, the
+    contents of the data and the weights, the step's options and the artifacts it reads (and for bench,
+    the device profiles' contents)."""
+    payload: dict[str, Any] = {
+        "step": step, "code": _source_digest(), "options": options.model_dump(mode="json"), "inputs": inputs,
+        "recipe": recipe.model_dump(mode="json", exclude={"steps", "name", "description"}),
+    }
+    if step in ("import", "train"):
+        weights = Path(recipe.weights) if recipe.weights and recipe.weights != "imagenet" else None
+        payload["weights_sha256"] = _file_digest(weights) if weights and weights.is_file() else None
+        payload["data_files"] = _data_fingerprint(recipe.data)
+    if step == "bench":
+        from edgeres import devices
+
+        payload["profiles"] = {name: hashlib.sha256(devices.get(name).path.read_bytes()).hexdigest()[:16]
+                               for name in options.devices}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str | None = None,
@@ -93,12 +136,10 @@ def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str
     outcomes: list[StepOutcome] = []
     current: dict[str, list[Artifact]] = {}
     result = RunResult(outcomes)
-    for step in STEP_ORDER:
-        options = getattr(recipe.steps, step)
-        if options is None:
-            continue
+    for step in recipe.enabled_steps():
+        options = recipe.step(step)
         forced = forced or step == from_step
-        inputs = [a.id for s in ("train", "prune", "quantize", "export") if s in current and s != step
+        inputs = [a.id for s in ("import", "train", "prune", "quantize", "export") if s in current and s != step
                   for a in current[s]]
         key = _key(step, recipe, options, inputs)
         found = None if forced or unknown_inputs else state.lookup(key, ws)
@@ -130,72 +171,89 @@ def _saved_bench(artifact: Artifact):
 
 
 # -- the steps --------------------------------------------------------------------------------------
-def _float_source(current: dict[str, list[Artifact]]) -> Artifact:
-    for step in ("prune", "train"):
+def _float_source(current: dict[str, list[Artifact]]) -> str | None:
+    """The id of this run's FP32 model, None when the recipe starts from the workspace's."""
+    for step in ("prune", "train", "import"):
         if step in current:
-            return current[step][0]
-    raise EdgeresError("internal: no FP32 model before this step")
+            return current[step][0].id
+    return None
+
+
+def _train_request(recipe: Recipe, eval_limit: int | None, config=None):
+    from edgeres.train import TrainConfig, TrainRequest
+
+    return TrainRequest(model=recipe.model, dataset=recipe.dataset, data_dir=recipe.data, weights=recipe.weights,
+                        num_classes=recipe.num_classes, input_size=recipe.input_size, resize=recipe.resize,
+                        mean=recipe.mean, std=recipe.std, validation=recipe.validation, eval_limit=eval_limit,
+                        config=config or TrainConfig(), trust_pickle=recipe.trust_pickle)
+
+
+def _import(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.train import run_import
+
+    return [run_import(_train_request(recipe, o.eval_limit), ws)]
 
 
 def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
-    from edgeres.train import TrainConfig, TrainRequest, run_train
+    from edgeres.train import TrainConfig, run_train
 
     config = TrainConfig(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, label_smoothing=o.label_smoothing,
-                         limit=o.limit)
-    return [run_train(TrainRequest(recipe.model, recipe.dataset, recipe.data, recipe.weights,
-                                   eval_limit=o.eval_limit, config=config), ws)]
+                         seed=o.seed, limit=o.limit)
+    return [run_train(_train_request(recipe, o.eval_limit, config), ws)]
 
 
 def _prune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.prune import PruneRequest, run_prune
 
-    source = current["train"][0].id if "train" in current else recipe.model
-    return [run_prune(PruneRequest(source, ratio=o.ratio, method=o.method, global_pruning=o.scope == "global",
+    source = _float_source(current)
+    return [run_prune(PruneRequest(model=source or recipe.model, ratio=o.ratio, method=o.method,
+                                   sparsity=o.sparsity, global_pruning=o.scope == "global",
                                    finetune_epochs=o.finetune_epochs, iterative=o.iterative, lr=o.lr,
-                                   round_to=o.round_to, limit=o.limit, eval_limit=o.eval_limit,
-                                   dataset=recipe.dataset, data_dir=recipe.data), ws)]
+                                   round_to=o.round_to, limit=o.limit, val_limit=o.val_limit,
+                                   eval_limit=o.eval_limit, dataset=None if source else recipe.dataset,
+                                   data_dir=recipe.data), ws)]
 
 
 def _quantize(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
-    has_source = "train" in current or "prune" in current
-    source = _float_source(current).id if has_source else recipe.model
-    weights = Path(recipe.weights) if recipe.weights and not has_source and recipe.weights != "imagenet" else None
-    return [run_quantize(QuantizeRequest(source, recipe.dataset, recipe.data, weights, o.calib_samples, o.estimator,
-                                         o.bias_correction, o.method == "qat", o.epochs, o.lr, o.train_limit,
-                                         o.max_drop, False, False, o.val_limit, o.eval_limit), ws)]
+    source = _float_source(current)
+    return [run_quantize(QuantizeRequest(model=source or recipe.model, dataset=None if source else recipe.dataset,
+                                         data_dir=recipe.data, calib_samples=o.calib_samples,
+                                         estimator=o.estimator, bias_correction=o.bias_correction,
+                                         qat=o.method == "qat", epochs=o.epochs, lr=o.lr,
+                                         train_limit=o.train_limit, max_drop=o.max_drop, strict=o.strict,
+                                         analyze=o.analyze, val_limit=o.val_limit, eval_limit=o.eval_limit), ws)]
 
 
 def _export(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.export.step import ExportRequest, run_export
 
-    if "quantize" in current:
-        source = current["quantize"][0].id
-    elif "train" in current or "prune" in current:
-        source = _float_source(current).id
-    else:
-        source = recipe.model
+    source = current["quantize"][0].id if "quantize" in current else _float_source(current)
     options = {"io": o.io} if "tflite" in o.targets else {}
-    return run_export(ExportRequest(list(o.targets), list(o.precisions), source, options, o.verify, o.verify_limit,
-                                    o.calib_samples), ws)
+    return run_export(ExportRequest(targets=list(o.targets), precisions=list(o.precisions),
+                                    model=source or recipe.model, options=options, verify=o.verify,
+                                    verify_limit=o.verify_limit, calib_samples=o.calib_samples,
+                                    data_dir=recipe.data), ws)
 
 
 def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.bench import BenchRequest, run_bench
 
     model = current["export"][0].id if "export" in current else None
-    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds, "rounds": o.rounds}.items()
-              if v is not None}
+    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds, "warmup": o.warmup,
+                                "rounds": o.rounds}.items() if v is not None}
     produced = []
     for device in o.devices:
-        bench = run_bench(BenchRequest(device, model, eval_limit=o.eval_limit, threads=o.threads,
-                                       estimate=o.estimate, method=method, data_dir=recipe.data), ws)
+        bench = run_bench(BenchRequest(device=device, model=model, targets=o.targets, precisions=o.precisions,
+                                       eval_limit=o.eval_limit, threads=o.threads, estimate=o.estimate,
+                                       emulate=o.emulate, method=method, data_dir=recipe.data), ws)
         result.bench.append(bench)
         produced.append(bench.artifact)
     return produced
 
 
 _RUNNERS: dict[str, Callable[..., list[Artifact]]] = {
-    "train": _train, "prune": _prune, "quantize": _quantize, "export": _export, "bench": _bench,
+    "import": _import, "train": _train, "prune": _prune, "quantize": _quantize, "export": _export,
+    "bench": _bench,
 }

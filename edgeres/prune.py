@@ -51,7 +51,7 @@ TAYLOR_IMAGES = 512  # training images whose loss gradient ranks channels for --
 RECALIBRATION_IMAGES = 2000  # training images that re-estimate BatchNorm statistics after each step
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PruneRequest:
     """What ``edgeres prune`` asks for."""
 
@@ -66,8 +66,8 @@ class PruneRequest:
     limit: int | None = None  # fine-tune on a seeded subset of the training images
     val_limit: int | None = 2000  # validation images that pick the best fine-tune epoch
     eval_limit: int | None = None
-    dataset: str = "fashion-mnist"
-    data_dir: Path | None = None
+    dataset: str | None = None  # None: the model's own (fashion-mnist when one must be trained first)
+    data_dir: Path | None = None  # None: the directory recorded in the model's lineage
     train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
     sparsity: float | None = None  # magnitude method: fraction of conv/linear weights set to zero
 
@@ -111,9 +111,10 @@ def _source(req: PruneRequest, ws: Workspace) -> Artifact:
         models.get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None:
-            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first")
-            return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
-                                          config=TrainConfig(epochs=req.train_epochs)), ws)
+            dataset = req.dataset or "fashion-mnist"
+            say(f"no FP32 {req.model} checkpoint for {dataset} in {ws.root}: training one first")
+            return run_train(TrainRequest(model=req.model, dataset=dataset, data_dir=req.data_dir,
+                                          eval_limit=req.eval_limit, config=TrainConfig(epochs=req.train_epochs)), ws)
         say(f"using {source.describe()}")
     if source.kind == "quantize":
         parent = source.manifest.get("parent") or "its FP32 parent"
@@ -330,10 +331,11 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
         prune_step = _magnitude_step(model, req)
     else:
         prune_step = _channel_step(model, example, family, req)  # fails here, before any data, if infeasible
-    dataset = manifest["dataset"]
-    train_ds = data.load_split(dataset, "train", prep, req.data_dir, req.limit)
-    val_ds = data.load_split(dataset, "val", prep, req.data_dir, req.val_limit)
-    test_ds = data.load_split(dataset, "test", prep, req.data_dir, req.eval_limit)
+    images = data.source_of(manifest, dataset=req.dataset, data_dir=req.data_dir)
+    dataset = images.dataset
+    train_ds = images.load("train", prep, req.limit)
+    val_ds = images.load("val", prep, req.val_limit)
+    test_ds = images.load("test", prep, req.eval_limit)
     top1_before = evaluate(model, test_ds)["top1"]
 
     steps, finetune_seconds = _prune_and_finetune(model, prune_step, req, train_ds, val_ds)
@@ -374,7 +376,7 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
     with ws.create("prune", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=pruned_arch, preprocessing=prep.to_dict(), classes=manifest.get("classes"),
-                   precision="fp32", method=req.method) as art:
+                   precision="fp32", method=req.method, data=images.to_manifest()) as art:
         models.save_state_dict(model, art.dir / "model.pt")
         (art.dir / "pruning.json").write_text(json.dumps(report, indent=1))
         art.manifest["metrics"] = metrics

@@ -14,7 +14,9 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp", "p50 ms", "p90 ms", "speedup",
            "size MB", "status")
@@ -228,3 +230,137 @@ def save(results: dict[str, Any], directory: Path, kinds: tuple[str, ...] = tupl
             _write(path, lambda p, text=renderers[kind](results): p.write_text(text))
         paths[kind] = path
     return paths
+
+
+# -- reading a saved results.json: untrusted, it may have been edited, cut short or damaged --------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)  # "3" is not a number
+
+
+class _Source(_Strict):
+    value: float
+    source: str
+
+
+class _Sources(_Strict):
+    peak_gops: _Source
+    memory_bandwidth_gbs: _Source
+
+
+class _Estimate(_Strict):
+    bound: str
+    compute_ms: float
+    memory_ms: float
+    assumptions: list[str]
+    sources: _Sources
+
+
+class _Partitioning(_Strict):
+    provider: str
+    compute_on_provider: float | None = Field(None, ge=0, le=1)
+    subgraphs: int
+    on_cpu: int
+    nodes: int
+    cpu_nodes: list[str]
+
+
+class _Row(_Strict):
+    variant: str
+    role: Literal["baseline", "variant"]
+    status: Literal["measured", "estimated", "emulated", "failed"]
+    format: str
+    precision: str
+    runtime: str
+    device: str
+    error: str | None = None
+    emulated: str | None = None
+    top1: float | None = Field(None, ge=0, le=100)
+    host_top1: float | None = Field(None, ge=0, le=100)
+    host_agreement: float | None = Field(None, ge=0, le=100)
+    delta_top1_pp: float | None = None
+    p50_ms: float | None = Field(None, ge=0)
+    p90_ms: float | None = Field(None, ge=0)
+    p99_ms: float | None = Field(None, ge=0)
+    estimated_p50_ms: float | None = Field(None, ge=0)
+    emulated_p50_ms: float | None = Field(None, ge=0)
+    speedup: float | None = Field(None, ge=0)
+    size_bytes: float | None = Field(None, ge=0)
+    throughput_ips: float | None = Field(None, ge=0)
+    peak_rss_mb: float | None = Field(None, ge=0)
+    estimate: _Estimate | None = None
+    partitioning: _Partitioning | None = None
+
+    @model_validator(mode="after")
+    def _status_fields(self) -> "_Row":
+        if self.status == "estimated" and self.estimate is None:
+            raise ValueError("an estimated row needs its estimate")
+        if self.status == "emulated" and self.emulated is None:
+            raise ValueError("an emulated row needs the emulator's name (emulated)")
+        return self
+
+
+class _Device(_Strict):
+    name: str
+    description: str
+    arch: str
+    connection: str
+
+
+class _Machine(_Strict):
+    processor: str
+    cores: int
+    platform: str
+
+
+class _Host(_Machine):
+    python: str
+
+
+class _Method(_Strict):
+    warmup: float = Field(ge=0)
+    min_runs: float = Field(ge=1)
+    min_seconds: float = Field(ge=0)
+    rounds: int = Field(1, ge=1)
+
+
+class _Eval(_Strict):
+    n: int = Field(ge=0)
+
+
+class _Skipped(_Strict):
+    variant: str
+    artifact: str
+    reason: str
+
+
+class _Results(_Strict):
+    model: str
+    dataset: str
+    root: str
+    device: _Device
+    mode: Literal["measured", "estimated", "emulated"]
+    host: _Host
+    device_host: _Machine | None = None
+    method: _Method
+    eval: _Eval
+    rows: list[_Row] = Field(min_length=1)
+    skipped: list[_Skipped]
+    warnings: list[str]
+
+
+def load(artifact) -> dict[str, Any]:
+    """The results a ``bench`` artifact saved, checked before any renderer sees them: ``results.json``
+    matches its manifest's hash, is JSON without NaN, and has the fields the reports read. Any fault is
+    one EdgeresError naming the file."""
+    from edgeres.errors import EdgeresError
+    from edgeres.workspace import read_json, validation_problem
+
+    path = artifact.path / FILES["json"]
+    artifact.verify([FILES["json"]])
+    hint = f"re-run `edgeres bench`, or delete {artifact.path}"
+    results = read_json(path, hint)
+    try:
+        _Results.model_validate(results)
+    except ValidationError as exc:
+        raise EdgeresError(f"{path} is not valid bench results: {validation_problem(exc)}", hint=hint) from None
+    return results

@@ -148,67 +148,102 @@ def evaluate(model: nn.Module, ds: Dataset) -> dict[str, float]:
 
 
 # -- the train step ------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)
 class TrainRequest:
-    """What ``edgeres train`` asks for."""
+    """What ``edgeres train`` and ``edgeres import`` ask for."""
 
     model: str
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
-    weights: str | None = None
+    weights: str | None = None  # "imagenet" or a checkpoint file
     num_classes: int | None = None
     input_size: int | None = None
+    resize: int | None = None  # shorter side of other-sized images before the center crop; 0: none
     mean: list[float] | None = None
     std: list[float] | None = None
+    # where decisions are made (data.VALIDATIONS); None: test-split for a checkpoint file (it may have
+    # seen every training image), else holdout
+    validation: str | None = None
     eval_limit: int | None = None
     config: TrainConfig = field(default_factory=TrainConfig)
     trust_pickle: bool = False  # --trust-pickle: load a checkpoint holding pickled objects (runs its code)
 
 
-def prepare(model_name: str, dataset: str, data_dir: Path | None, num_classes: int | None = None,
-            input_size: int | None = None, mean: list[float] | None = None,
-            std: list[float] | None = None) -> tuple[models.ModelSpec, data.DatasetInfo, Preprocessing, int]:
-    """Resolve model spec, dataset info, preprocessing and class count, failing early and clearly."""
-    spec = models.get_spec(model_name)
-    info = data.dataset_info(dataset, data_dir)
+def prepare(req: TrainRequest) -> tuple[models.ModelSpec, data.DataSource, Preprocessing, int]:
+    """Resolve model spec, data, preprocessing and class count, failing early and clearly."""
+    spec = models.get_spec(req.model)
+    validation = req.validation or ("test-split" if req.weights not in (None, "imagenet") else "holdout")
+    source = data.open_source(req.dataset, req.data_dir, validation)
+    info = source.info()
     try:
-        prep = models.default_preprocessing(spec, info).override(input_size, mean, std)
+        prep = models.default_preprocessing(spec, info).override(input_size=req.input_size, mean=req.mean,
+                                                                 std=req.std, resize=req.resize)
     except ValueError as exc:
-        raise EdgeresError(f"bad preprocessing override: {exc}") from None
-    classes = num_classes or info.num_classes
+        raise EdgeresError(f"bad preprocessing for {info.name}: {exc}",
+                           hint="--mean/--std take one value, or one per channel (repeat the option)") from None
+    classes = req.num_classes or info.num_classes
     if classes < info.num_classes:
-        raise EdgeresError(f"--num-classes {classes} is smaller than the {info.num_classes} classes of {dataset}")
-    return spec, info, prep, classes
+        raise EdgeresError(f"--num-classes {classes} is smaller than the {info.num_classes} classes of {info.name}")
+    return spec, source, prep, classes
 
 
 def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
-    """Train an FP32 model and save it, with its test accuracy, as a ``train`` artifact."""
-    spec, info, prep, classes = prepare(req.model, req.dataset, req.data_dir, req.num_classes,
-                                        req.input_size, req.mean, req.std)
+    """Train an FP32 model (from scratch, ImageNet weights or a checkpoint) and save it, with its test
+    accuracy, as a ``train`` artifact. With 0 epochs and a checkpoint it is ``run_import``."""
+    spec = models.get_spec(req.model)
     if req.config.epochs is None:
         req = replace(req, config=replace(req.config, epochs=spec.default_epochs))
         say(f"training {spec.name} for {spec.default_epochs} epochs (its default)")
     if req.config.epochs < 0:
         raise EdgeresError("--epochs must be >= 0")
+    if req.config.epochs == 0 and req.weights not in (None, "imagenet"):
+        return run_import(req, workspace)
+    return _run(req, workspace, imported=False)
+
+
+def run_import(req: TrainRequest, workspace: Workspace) -> Artifact:
+    """Register a pretrained checkpoint as the FP32 ``train`` artifact of a lineage, unchanged (it must
+    fit the model exactly), and evaluate it on the test split."""
+    if req.weights in (None, "imagenet"):
+        raise EdgeresError("import needs --weights FILE, a checkpoint of the model",
+                           hint="ImageNet weights fine-tune to a dataset: `edgeres train MODEL --weights imagenet`")
+    return _run(replace(req, config=replace(req.config, epochs=0)), workspace, imported=True)
+
+
+def _run(req: TrainRequest, workspace: Workspace, imported: bool) -> Artifact:
+    spec, source, prep, classes = prepare(req)
     set_threads()
-    model = models.create(spec.name, classes, prep.channels, req.weights, req.trust_pickle)
-    say(f"loading {info.name} ({prep.input_size}x{prep.input_size}, {prep.channels} channel(s))")
-    train_ds = data.load_split(req.dataset, "train", prep, req.data_dir, req.config.limit)
-    val_ds = data.load_split(req.dataset, "val", prep, req.data_dir, req.eval_limit)
-    test_ds = data.load_split(req.dataset, "test", prep, req.data_dir, req.eval_limit)
-    with workspace.create("train", model=spec.name, dataset=info.name,
-                          config=asdict(req.config) | {"weights": req.weights},
+    model = models.create(spec.name, classes, prep.channels, req.weights, trust_pickle=req.trust_pickle,
+                          adapt=not imported)
+    say(f"loading {source.dataset} from {source.root} ({prep.describe()})")
+    say(f"splits: {data.VALIDATIONS[source.validation]}")
+    test_ds = source.load("test", prep, req.eval_limit)
+    config = asdict(req.config) | {"weights": req.weights, "validation": source.validation}
+    with workspace.create("train", model=spec.name, dataset=source.dataset, config=config,
                           architecture={"name": spec.name, "num_classes": classes, "in_channels": prep.channels},
-                          preprocessing=prep.to_dict(), classes=list(info.classes), precision="fp32") as art:
-        start = time.perf_counter()
-        history = fit(model, train_ds, req.config, val_ds, f"train {spec.name}") if req.config.epochs else []
-        train_seconds = time.perf_counter() - start
-        metrics = evaluate(model, test_ds)
+                          preprocessing=prep.to_dict(), classes=list(source.info().classes), precision="fp32",
+                          data=source.to_manifest(), origin="imported" if imported else "trained") as art:
+        history, train_seconds, train_images = [], 0.0, 0
+        if req.config.epochs:
+            train_ds = source.load("train", prep, req.config.limit)
+            val_ds = source.load("val", prep, req.eval_limit)
+            start = time.perf_counter()
+            history = fit(model, train_ds, req.config, val_ds, f"train {spec.name}")
+            train_seconds, train_images = time.perf_counter() - start, len(train_ds)
+        metrics: dict = {"test": evaluate(model, test_ds)}
+        if source.validation == "test-split":  # also the whole test split, to compare with published figures
+            metrics["test_full"] = evaluate(model, data.load_split(source.dataset, "test", prep, source.root,
+                                                                   req.eval_limit))
+        if req.config.epochs:
+            metrics |= {"train_seconds": round(train_seconds, 1), "history": history, "train_images": train_images}
         models.save_state_dict(model.to(memory_format=torch.contiguous_format), art.dir / "model.pt")
-        art.manifest["metrics"] = {"test": metrics, "train_seconds": round(train_seconds, 1), "history": history,
-                                   "train_images": len(train_ds)}
-    say(f"[green]saved[/] {art.artifact.describe()}: test top-1 {metrics['top1']:.2f}% "
-        f"on {metrics['n']} images, trained in {train_seconds / 60:.1f} min")
+        art.manifest["metrics"] = metrics
+    test = metrics["test"]
+    how = "imported" if imported else f"trained in {train_seconds / 60:.1f} min"
+    full = metrics.get("test_full")
+    whole = f"; {full['top1']:.2f}% on the whole test split ({full['n']} images)" if full else ""
+    say(f"[green]saved[/] {art.artifact.describe()}: test top-1 {test['top1']:.2f}% on {test['n']} images"
+        f"{whole}; {how}")
     return art.artifact
 
 
@@ -218,7 +253,3 @@ def load_fp32(artifact: Artifact) -> nn.Module:
     model = models.build_from_architecture(arch)
     models.load_state_dict(model, models.read_state_dict(artifact.file("model.pt")), artifact.id)
     return model.eval()
-
-
-def latest_fp32(workspace: Workspace, model: str, dataset: str) -> Artifact | None:
-    return workspace.latest("train", model=model, dataset=dataset)

@@ -46,3 +46,70 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def fashion_as_rgb32(train: bool, count: int):
+    """A seeded subset of real Fashion-MNIST images as 3-channel 32x32 uint8 (CIFAR's shape: the 28x28
+    image centred with a 2-pixel black border, grey repeated), and their labels."""
+    import numpy as np
+
+    from edgeres import data
+
+    images, labels = data._load_fashion(None, train)
+    pick = np.sort(np.random.default_rng(7 if train else 8).permutation(len(images))[:count])
+    rgb = np.zeros((count, 3, 32, 32), np.uint8)
+    rgb[:, :, 2:30, 2:30] = images[pick]
+    return rgb, labels[pick]
+
+
+@pytest.fixture(scope="session")
+def containers(tmp_path_factory) -> dict[str, Path]:
+    """The same real Fashion-MNIST images in the two other containers edgeres reads: CIFAR-10 python
+    batches (``cifar``: data_batch_1..5 of 400 images, test_batch of 1,000) and an ImageFolder tree
+    (``imagefolder``: train/ and val/ PNGs, class folders sorted in label order)."""
+    import pickle
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("containers")
+    train_x, train_y = fashion_as_rgb32(True, 2000)
+    test_x, test_y = fashion_as_rgb32(False, 1000)
+    cifar = root / "cifar-10-batches-py"
+    cifar.mkdir()
+    batches = {f"data_batch_{i + 1}": slice(400 * i, 400 * (i + 1)) for i in range(5)}
+    for name, part in batches.items():
+        with open(cifar / name, "wb") as fh:
+            pickle.dump({"data": train_x[part].reshape(-1, 3072), "labels": train_y[part].tolist()}, fh)
+    with open(cifar / "test_batch", "wb") as fh:
+        pickle.dump({"data": test_x.reshape(-1, 3072), "labels": test_y.tolist()}, fh)
+    tree = root / "imagefolder"
+    for split, (x, y) in {"train": (train_x, train_y), "val": (test_x, test_y)}.items():
+        for label, name in enumerate(FASHION_CLASSES):
+            (tree / split / f"{label}-{name}").mkdir(parents=True)
+        for i, (image, label) in enumerate(zip(x, y)):
+            Image.fromarray(image.transpose(1, 2, 0)).save(tree / split / f"{label}-{FASHION_CLASSES[label]}" / f"{i:05d}.png")
+    return {"cifar": cifar, "imagefolder": tree}
+
+
+@pytest.fixture(scope="session")
+def public_checkpoint(containers, tmp_path_factory) -> Path:
+    """A CIFAR ResNet-20 trained briefly on the CIFAR-layout images, saved as the widely used public
+    CIFAR checkpoints are: an older torch's (non-zip) file, a dict with ``state_dict`` and ``best_prec1``,
+    DataParallel ``module.`` prefixes, no BatchNorm ``num_batches_tracked`` buffers."""
+    import torch
+
+    from edgeres import data, models
+    from edgeres.preprocessing import Preprocessing
+    from edgeres.train import TrainConfig, fit
+
+    prep = Preprocessing(32, 3, CIFAR_MEAN, CIFAR_STD)
+    model = models.build("resnet20", 10, 3)
+    fit(model, data.load_split("cifar10", "train", prep, containers["cifar"]), TrainConfig(epochs=4, lr=0.05))
+    state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path_factory.mktemp("public") / "resnet20-public.th"
+    torch.save({"state_dict": state, "best_prec1": 0.0, "epoch": 4}, path, _use_new_zipfile_serialization=False)
+    return path

@@ -28,8 +28,8 @@ def exported(trained_workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench") / "ws"
     shutil.copytree(trained_workspace, root)
     ws = Workspace(root)
-    int8 = run_quantize(QuantizeRequest("resnet20", eval_limit=200, val_limit=200, calib_samples=128), ws)
-    run_export(ExportRequest(["onnx", "openvino"], ["fp32", "int8"], int8.id, verify_limit=EVAL), ws)
+    int8 = run_quantize(QuantizeRequest(model="resnet20", eval_limit=200, val_limit=200, calib_samples=128), ws)
+    run_export(ExportRequest(targets=["onnx", "openvino"], precisions=["fp32", "int8"], model=int8.id, verify_limit=EVAL), ws)
     return root
 
 

@@ -37,9 +37,9 @@ def exported(trained_workspace, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("emulated")
     shutil.copytree(trained_workspace, tmp / "ws")
     ws = Workspace(tmp / "ws")
-    int8 = run_quantize(QuantizeRequest("resnet20", eval_limit=200, val_limit=200, calib_samples=128), ws)
+    int8 = run_quantize(QuantizeRequest(model="resnet20", eval_limit=200, val_limit=200, calib_samples=128), ws)
     # verify=False: these tests compare each file with itself on another target, not with the torch model
-    arts = run_export(ExportRequest(["tflite", "onnx"], ["int8"], int8.id, verify=False), ws)
+    arts = run_export(ExportRequest(targets=["tflite", "onnx"], precisions=["int8"], model=int8.id, verify=False), ws)
     prep = Preprocessing.from_dict(int8.manifest["preprocessing"])
     x, y = data.as_tensors(data.load_split("fashion-mnist", "test", prep, limit=EVAL))
     dirs = {"workspace": ws.root}

@@ -25,11 +25,11 @@ def exported(trained_workspace, tmp_path_factory):
     ws = Workspace(root)
     artifacts: dict = {}
     for name in ("resnet20", "resnet18"):
-        int8 = run_quantize(QuantizeRequest(name, eval_limit=300, val_limit=200, calib_samples=128), ws)
+        int8 = run_quantize(QuantizeRequest(model=name, eval_limit=300, val_limit=200, calib_samples=128), ws)
         for fmt in FORMATS:
             for precision in ("fp32", "fp16", "int8"):
                 try:
-                    [a] = run_export(ExportRequest([fmt], [precision], int8.id, verify_limit=300), ws)
+                    [a] = run_export(ExportRequest(targets=[fmt], precisions=[precision], model=int8.id, verify_limit=300), ws)
                     artifacts[(name, fmt, precision)] = a
                 except EdgeresError as exc:  # reported by the test of that combination
                     artifacts[(name, fmt, precision)] = exc
@@ -123,15 +123,15 @@ def test_bad_requests(exported, tmp_path):
 
     ws, _ = exported
     for request, needle in [
-        (ExportRequest(["coreml"]), "unknown export target"),
-        (ExportRequest(["onnx"], ["int4"]), "unknown precision"),
-        (ExportRequest(["onnx"], options={"io": "int8"}), "applies to none"),
-        (ExportRequest(["tflite"], options={"io": "uint4"}), "not one of"),
+        (ExportRequest(targets=["coreml"]), "unknown export target"),
+        (ExportRequest(targets=["onnx"], precisions=["int4"]), "unknown precision"),
+        (ExportRequest(targets=["onnx"], options={"io": "int8"}), "applies to none"),
+        (ExportRequest(targets=["tflite"], options={"io": "uint4"}), "not one of"),
     ]:
         with pytest.raises(EdgeresError, match=needle):
             run_export(request, ws)
     with pytest.raises(EdgeresError, match="no quantize or prune or train artifact"):
-        run_export(ExportRequest(["onnx"]), Workspace(tmp_path / "empty"))
+        run_export(ExportRequest(targets=["onnx"]), Workspace(tmp_path / "empty"))
 
 
 def test_int8_of_an_unquantized_model_says_quantize_first(exported, tmp_path):
@@ -139,9 +139,9 @@ def test_int8_of_an_unquantized_model_says_quantize_first(exported, tmp_path):
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
     ws = Workspace(tmp_path / "ws")
-    run_train(TrainRequest("resnet20", eval_limit=50, config=TrainConfig(epochs=0)), ws)
+    run_train(TrainRequest(model="resnet20", eval_limit=50, config=TrainConfig(epochs=0)), ws)
     with pytest.raises(EdgeresError, match="quantize it first"):
-        run_export(ExportRequest(["onnx"], ["int8"]), ws)
+        run_export(ExportRequest(targets=["onnx"], precisions=["int8"]), ws)
     assert ws.artifacts("export") == []
 
 

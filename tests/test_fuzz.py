@@ -1,10 +1,11 @@
-"""Property-based tests (hypothesis) over what users type and write: recipes, device profiles and the CLI's
-options. Every input either works or ends in one clear ``EdgeresError`` (CLI: a message and a non-zero
+"""Property-based tests (hypothesis) over what users type and write: recipes, device profiles, the CLI's
+options, and what lies in a workspace (manifests, saved bench results). Every input either works or ends in one clear ``EdgeresError`` (CLI: a message and a non-zero
 exit), never another exception. Inputs are mutations of the shipped, valid files, so that most of them
 get deep into validation instead of failing at the first key."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -162,3 +163,103 @@ def test_cli_options_work_or_fail_clearly(empty_places, data):
     if result.exit_code != 0:
         assert result.output.strip(), args  # a message, not silence
     assert not any(p.name.startswith(".tmp-") for p in (empty_places / "ws").iterdir())  # nothing half-written
+
+
+# -- what lies in a workspace: manifests and saved bench results -------------------------------------------
+# A hand edit, a bad copy or a hostile file: every mutation either leaves a valid artifact, or is skipped in
+# listings with a warning naming the file and refused by name where it is asked for; never a traceback.
+@pytest.fixture(scope="module")
+def workspace_template(tmp_path_factory):
+    from test_workspace import small_workspace
+
+    root = tmp_path_factory.mktemp("template") / "ws"
+    return root, small_workspace(root)
+
+
+def _fresh_copy(template: Path) -> Path:
+    """A copy of the template workspace under a new name (so that each example's messages are its own)."""
+    import shutil
+
+    target = Path(tempfile.mkdtemp(prefix="fuzz-ws-")) / "ws"
+    shutil.copytree(template, target, symlinks=True)
+    return target
+
+
+def _mutated_text(data, text: str) -> str:
+    """``text`` (JSON) after a structural mutation, or cut short, or with one character changed."""
+    how = data.draw(st.sampled_from(["structure", "structure", "truncate", "character"]))
+    if how == "structure":
+        return json.dumps(_mutate(json.loads(text), data.draw))  # NaN and infinity written as bare tokens
+    cut = data.draw(st.integers(0, max(len(text) - 1, 0)))
+    if how == "truncate":
+        return text[:cut]
+    return text[:cut] + data.draw(st.characters(codec="utf-8")) + text[cut + 1:]
+
+
+def _cli(*args: str, workspace: Path) -> tuple[int, str]:
+    from test_workspace import cli
+
+    code, text = cli(*args, workspace=workspace)
+    assert "Traceback" not in text, (args, text)
+    return code, text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_manifest_mutations_are_skipped_or_refused_by_name(workspace_template, data):
+    import shutil
+
+    from edgeres.workspace import read_manifest
+
+    template, ids = workspace_template
+    kind = data.draw(st.sampled_from(sorted(ids)))
+    ws = _fresh_copy(template)
+    try:
+        directory = ws / ids[kind]
+        manifest = directory / "manifest.json"
+        manifest.write_text(_mutated_text(data, manifest.read_text()), encoding="utf-8", errors="surrogatepass")
+        try:
+            read_manifest(directory)
+            valid = True
+        except EdgeresError as exc:
+            assert str(manifest) in str(exc)
+            valid = False
+        code, text = _cli("info", workspace=ws)
+        assert code == 0 and (ids[kind] in text if valid else str(manifest) in text), text
+        code, text = _cli("info", ids[kind], workspace=ws)
+        assert code == 0 or str(manifest) in text or f"artifact {ids[kind]}" in text, text
+        for args in (["report"], ["export", "--target", "onnx", "--no-verify"]):
+            code, text = _cli(*args, workspace=ws)
+            assert code == 0 or text.strip(), args
+    finally:
+        shutil.rmtree(ws.parent, ignore_errors=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_bench_results_mutations_render_or_are_refused_by_name(workspace_template, data):
+    """results.json edited consistently (its hash re-recorded, as a careful hand edit would): `report`
+    draws it, or names the file; nothing in between."""
+    import shutil
+
+    from edgeres.workspace import Workspace
+
+    template, ids = workspace_template
+    ws = _fresh_copy(template)
+    try:
+        results = ws / ids["bench"] / "results.json"
+        text = results.read_text()
+        if data.draw(st.booleans()):  # into one row: the renderers read rows most
+            doc = json.loads(text)
+            index = data.draw(st.integers(0, len(doc["rows"]) - 1))
+            doc["rows"][index] = _mutate(doc["rows"][index], data.draw)
+            text = json.dumps(doc)
+        else:
+            text = _mutated_text(data, text)
+        results.write_text(text, encoding="utf-8", errors="surrogatepass")
+        workspace = Workspace(ws)
+        workspace.rehash(workspace.resolve(ids["bench"]), ["results.json"])
+        code, out = _cli("report", ids["bench"], workspace=ws)
+        assert code == 0 or str(results) in out, out
+    finally:
+        shutil.rmtree(ws.parent, ignore_errors=True)

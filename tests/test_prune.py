@@ -23,9 +23,9 @@ def pruned(trained_workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("pruned") / "ws"
     shutil.copytree(trained_workspace, root)
     ws = Workspace(root)
-    r20 = run_prune(PruneRequest("resnet20", ratio=0.5, finetune_epochs=1, limit=5000, val_limit=200,
+    r20 = run_prune(PruneRequest(model="resnet20", ratio=0.5, finetune_epochs=1, limit=5000, val_limit=200,
                                  eval_limit=300), ws)
-    r18 = run_prune(PruneRequest("resnet18", ratio=0.3, method="taylor", iterative=2, finetune_epochs=0,
+    r18 = run_prune(PruneRequest(model="resnet18", ratio=0.3, method="taylor", iterative=2, finetune_epochs=0,
                                  limit=1000, val_limit=200, eval_limit=300), ws)
     return ws, r20, r18
 
@@ -35,7 +35,7 @@ def quantized(pruned):
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
     ws, r20, _ = pruned
-    return run_quantize(QuantizeRequest(r20.id, eval_limit=300, val_limit=200), ws)
+    return run_quantize(QuantizeRequest(model=r20.id, eval_limit=300, val_limit=200), ws)
 
 
 def _convs(artifact) -> dict[str, dict]:
@@ -107,7 +107,7 @@ def test_pruned_model_quantizes_and_exports_to_int8(pruned, quantized):
     ws, r20, _ = pruned
     assert quantized.manifest["parent"] == r20.id
     assert quantized.manifest["architecture"] == r20.manifest["architecture"]
-    exports = run_export(ExportRequest(["onnx", "openvino"], ["int8"], r20.id, verify_limit=200), ws)
+    exports = run_export(ExportRequest(targets=["onnx", "openvino"], precisions=["int8"], model=r20.id, verify_limit=200), ws)
     assert sorted(a.manifest["format"] for a in exports) == ["onnx", "openvino"]
     for artifact in exports:
         assert artifact.manifest["metrics"]["verify"]["passed"], artifact.manifest["metrics"]["verify"]
@@ -124,7 +124,7 @@ def test_ratio_outside_zero_one_is_refused(pruned, ratio):
 
     ws, _, _ = pruned
     with pytest.raises(EdgeresError, match="strictly between 0 and 1"):
-        run_prune(PruneRequest("resnet20", ratio=ratio), ws)
+        run_prune(PruneRequest(model="resnet20", ratio=ratio), ws)
 
 
 def test_cli_bad_ratio_is_one_clear_line(pruned):
@@ -139,7 +139,7 @@ def test_int8_artifact_is_refused_with_the_hint(pruned, quantized):
 
     ws, r20, _ = pruned
     with pytest.raises(EdgeresError, match="prune before quantizing") as err:
-        run_prune(PruneRequest(quantized.id, ratio=0.3), ws)
+        run_prune(PruneRequest(model=quantized.id, ratio=0.3), ws)
     assert r20.id in str(err.value)
 
 
@@ -149,10 +149,10 @@ def test_layer_that_cannot_keep_a_channel_is_named(pruned):
     ws, r20, _ = pruned
     before = {a.id for a in ws.artifacts()}
     with pytest.raises(EdgeresError, match=r"layer layer1\.0\.conv1 has 16 output channels") as err:
-        run_prune(PruneRequest("resnet20", ratio=0.95), ws)
+        run_prune(PruneRequest(model="resnet20", ratio=0.95), ws)
     assert "--ratio at most 0.937" in str(err.value)
     with pytest.raises(EdgeresError, match="layer1.0.conv1 has 8 output channels") as err:
-        run_prune(PruneRequest(r20.id, ratio=0.5, round_to=8), ws)  # 8 -> 4 channels, rounded down to none
+        run_prune(PruneRequest(model=r20.id, ratio=0.5, round_to=8), ws)  # 8 -> 4 channels, rounded down to none
     assert "smaller --round-to" in str(err.value)
     assert {a.id for a in ws.artifacts()} == before
 
@@ -162,7 +162,7 @@ def test_magnitude_sparsity_shrinks_the_compressed_file_not_the_macs(pruned):
     from edgeres.train import load_fp32
 
     ws, _, _ = pruned
-    artifact = run_prune(PruneRequest("resnet20", method="magnitude", sparsity=0.6, iterative=2, finetune_epochs=0,
+    artifact = run_prune(PruneRequest(model="resnet20", method="magnitude", sparsity=0.6, iterative=2, finetune_epochs=0,
                                       limit=1000, val_limit=200, eval_limit=300), ws)
     m = artifact.manifest["metrics"]
     assert 0.59 <= m["sparsity"] <= 0.61 and m["macs_ratio"] == 1.0 and m["params_ratio"] == 1.0
@@ -184,4 +184,4 @@ def test_method_and_amount_must_match(pruned, request_kwargs, needle):
 
     ws, _, _ = pruned
     with pytest.raises(EdgeresError, match=needle):
-        run_prune(PruneRequest("resnet20", **request_kwargs), ws)
+        run_prune(PruneRequest(model="resnet20", **request_kwargs), ws)

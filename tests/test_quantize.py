@@ -22,7 +22,7 @@ def quantized(trained_workspace, tmp_path_factory):
     root = tmp_path_factory.mktemp("quantized") / "ws"
     shutil.copytree(trained_workspace, root)
     ws = Workspace(root)
-    artifact = run_quantize(QuantizeRequest("resnet20", eval_limit=1000, val_limit=500), ws)
+    artifact = run_quantize(QuantizeRequest(model="resnet20", eval_limit=1000, val_limit=500), ws)
     return ws, artifact
 
 

@@ -308,7 +308,7 @@ def onnx_workspace(trained_workspace, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ssh-bench") / "ws"
     shutil.copytree(trained_workspace, root)
     train = Workspace(root).latest("train", model="resnet20")
-    run_export(ExportRequest(["onnx"], ["fp32"], train.id, verify_limit=50), Workspace(root))
+    run_export(ExportRequest(targets=["onnx"], precisions=["fp32"], model=train.id, verify_limit=50), Workspace(root))
     return root
 
 

@@ -21,7 +21,8 @@ app = typer.Typer(
 
 
 def _guarded(command: Callable) -> Callable:
-    """User errors become one clear line and a non-zero exit, never a traceback; Ctrl-C exits 130."""
+    """User errors become one clear message and a non-zero exit, never a traceback; Ctrl-C exits 130.
+    The message is printed verbatim: it holds paths and names, which are not markup."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -30,10 +31,17 @@ def _guarded(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except EdgeresError as exc:
-            from edgeres.console import console
+            from edgeres.console import error
 
-            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # the file system said no where no step expected it (read-only, full, gone)
+            from edgeres.console import error
+
+            where = f" ({exc.filename})" if exc.filename else ""
+            error(f"{exc.strerror or exc}{where}\n  hint: check that the workspace and the files named are "
+                  "readable and writable, and that the disk has room")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("edgeres: interrupted; nothing half-written was kept", file=sys.stderr)
             raise typer.Exit(130) from None
@@ -44,6 +52,7 @@ def _guarded(command: Callable) -> Callable:
 for name, command in {
     "models": models_cmd.models,
     "train": train_cmd.train,
+    "import": train_cmd.import_,
     "eval": train_cmd.eval_,
     "info": info_cmd.info,
     "quantize": quantize_cmd.quantize,

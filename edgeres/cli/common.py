@@ -11,8 +11,11 @@ WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="EDGERES
                                             help="Workspace directory of artifacts.")]
 DEFAULT_WORKSPACE = Path("edgeres-runs")
 DatasetOpt = Annotated[str, typer.Option(help="fashion-mnist (default, embedded), cifar10 or imagefolder.")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset directory (default for fashion-mnist: "
-                                                                    "/usr/share/datasets/fashion-mnist).")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset directory. Training: required for "
+                                                                    "cifar10 and imagefolder (fashion-mnist: "
+                                                                    "/usr/share/datasets/fashion-mnist). Later steps: "
+                                                                    "the one recorded in the model's lineage; --data "
+                                                                    "points them at another copy.")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option("--eval-limit", min=1,
                                                      help="Evaluate on a seeded subset of this many test images.")]
 TrustPickleOpt = Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, WorkspaceOpt, workspace
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, WorkspaceOpt, workspace
 
 
 def export(
@@ -20,6 +20,7 @@ def export(
     calib_samples: Annotated[int, typer.Option(help="Calibration images for converters that calibrate.")] = 200,
     output: Annotated[Optional[Path], typer.Option(help="Also copy the exported files into this directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in --output.")] = False,
+    data: DataDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Export to ONNX, OpenVINO IR and/or TFLite, and verify each file in its runtime."""
@@ -29,7 +30,9 @@ def export(
     from edgeres.export.step import ExportRequest, run_export
 
     options = {"io": io} if io else {}
-    request = ExportRequest(target, precision, model, options, verify, verify_limit, calib_samples, output, force)
+    request = ExportRequest(targets=target, precisions=precision, model=model, options=options, verify=verify,
+                            verify_limit=verify_limit, calib_samples=calib_samples, output=output, force=force,
+                            data_dir=data)
     artifacts = run_export(request, workspace(workspace_dir))
     table = Table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
     for a in artifacts:

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, EvalLimitOpt, WorkspaceOpt, workspace
 
 
 class Method(str, Enum):
@@ -38,7 +38,8 @@ def prune(
                                                                 "which CPU kernels run without padding; default 8 "
                                                                 "for ImageNet-layout ResNets, none for CIFAR ones; "
                                                                 "1 turns it off.")] = None,
-    dataset: DatasetOpt = "fashion-mnist",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own (fashion-mnist when "
+                                                   "one must be trained first).")] = None,
     data: DataDirOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Fine-tune on a seeded subset of the training "
                                                              "images.")] = None,
@@ -52,7 +53,7 @@ def prune(
     Prune before quantizing: the pruned artifact goes on to `edgeres quantize <id> --int8`."""
     from edgeres.prune import PruneRequest, run_prune
 
-    request = PruneRequest(model, ratio=ratio, method=method.value, global_pruning=global_pruning,
+    request = PruneRequest(model=model, ratio=ratio, method=method.value, global_pruning=global_pruning,
                            finetune_epochs=finetune_epochs, iterative=iterative, lr=lr, round_to=round_to,
                            limit=limit, val_limit=val_limit, eval_limit=eval_limit, dataset=dataset, data_dir=data,
                            sparsity=sparsity)

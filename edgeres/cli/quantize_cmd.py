@@ -1,12 +1,26 @@
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, TrustPickleOpt, WorkspaceOpt,
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, EvalLimitOpt, TrustPickleOpt, WorkspaceOpt,
                                  workspace)
+
+
+class Estimator(str, Enum):
+    default = "default"
+    minmax = "minmax"
+    mean_minmax = "mean-minmax"
+    percentile = "percentile"
+    mse = "mse"
+
+
+class BiasCorrection(str, Enum):
+    none = "none"
+    fast = "fast"
 
 
 def quantize(
@@ -16,18 +30,20 @@ def quantize(
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training after PTQ.")] = False,
     epochs: Annotated[int, typer.Option(min=1, help="QAT epochs (the best by validation accuracy is kept).")] = 1,
     lr: Annotated[float, typer.Option(min=0.0, help="QAT peak learning rate.")] = 0.002,
-    calib_samples: Annotated[int, typer.Option(help="Calibration images from the training split.")] = 300,
-    estimator: Annotated[str, typer.Option(help="Activation range estimator: default, minmax, mean-minmax, "
-                                                "percentile, mse.")] = "default",
-    bias_correction: Annotated[str, typer.Option(help="none or fast (NNCF's fast bias correction; it cost "
-                                                      "accuracy on BN-folded ResNets here).")] = "none",
+    calib_samples: Annotated[int, typer.Option(min=1, max=100000,
+                                               help="Calibration images from the training split.")] = 300,
+    estimator: Annotated[Estimator, typer.Option(help="Activation range estimator.")] = Estimator.default,
+    bias_correction: Annotated[BiasCorrection, typer.Option(help="NNCF's fast bias correction, or none (fast "
+                                                            "cost accuracy on BN-folded ResNets here).")]
+    = BiasCorrection.none,
     max_drop: Annotated[Optional[float], typer.Option(help="Accuracy budget in percentage points: keep the most "
                                                            "sensitive layers in float until it holds.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when the budget cannot be met.")] = False,
     analyze: Annotated[bool, typer.Option("--analyze", help="Save and print per-layer sensitivity.")] = False,
     weights: Annotated[Optional[Path], typer.Option(help="Start from this FP32 checkpoint file.")] = None,
     trust_pickle: TrustPickleOpt = False,
-    dataset: DatasetOpt = "fashion-mnist",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset; default: the model's own (fashion-mnist when "
+                                                   "one must be trained first).")] = None,
     data: DataDirOpt = None,
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="QAT on a subset of the training images.")] = None,
     val_limit: Annotated[Optional[int], typer.Option(min=1, help="Validation images for budget/analysis/QAT.")] = 2000,
@@ -45,9 +61,11 @@ def quantize(
 
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
-    request = QuantizeRequest(model, dataset, data, weights, calib_samples, estimator, bias_correction, qat, epochs,
-                              lr, train_limit, max_drop, strict, analyze, val_limit, eval_limit,
-                              trust_pickle=trust_pickle)
+    request = QuantizeRequest(model=model, dataset=dataset, data_dir=data, weights=weights,
+                              calib_samples=calib_samples, estimator=estimator.value,
+                              bias_correction=bias_correction.value, qat=qat, epochs=epochs, lr=lr,
+                              train_limit=train_limit, max_drop=max_drop, strict=strict, analyze=analyze,
+                              val_limit=val_limit, eval_limit=eval_limit, trust_pickle=trust_pickle)
     artifact = run_quantize(request, workspace(workspace_dir))
     if analyze and (artifact.path / "sensitivity.json").is_file():
         _print_sensitivity(artifact.path / "sensitivity.json")

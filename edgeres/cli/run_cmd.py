@@ -13,6 +13,9 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="Bench on this device instead of the recipe's.")] = None,
     from_step: Annotated[Optional[str], typer.Option("--from", help="Re-run from this step on.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show what would run.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Change a recipe key for "
+                                                      "this run (repeatable): train.epochs=1, data=DIR, "
+                                                      "export.targets=[onnx], bench=null drops a step.")] = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Run a recipe: train -> prune -> quantize -> export -> bench, skipping unchanged steps."""
@@ -20,7 +23,7 @@ def run(
     from edgeres.console import out
     from edgeres.recipe import load
 
-    result = pipeline.run(load(recipe), workspace(workspace_dir), from_step, device, dry_run)
+    result = pipeline.run(load(recipe, set_ or ()), workspace(workspace_dir), from_step, device, dry_run)
     if dry_run:
         for o in result.outcomes:
             out.print(f"{o.step:9s} {'skip (unchanged)' if o.status == 'skipped' else 'run'}")

@@ -22,7 +22,7 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, Workspace
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportRequest:
     """What ``edgeres export`` asks for."""
 
@@ -35,6 +35,7 @@ class ExportRequest:
     calib_samples: int = 200
     output: Path | None = None  # also copy the exported files here
     force: bool = False
+    data_dir: Path | None = None  # None: the data directory recorded in the model's lineage
 
 
 def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
@@ -76,7 +77,8 @@ class Sources:
         else:
             raise EdgeresError(f"{picked.id} is a {picked.kind} artifact; export needs a model artifact")
         self.prep = Preprocessing.from_dict(self.float_artifact.manifest["preprocessing"])
-        self.dataset = self.float_artifact.manifest["dataset"]
+        self.images = data.source_of(self.float_artifact.manifest, data_dir=req.data_dir)
+        self.dataset = self.images.dataset
         self.reference_logits: dict[str, np.ndarray] = {}
 
     def artifact_for(self, precision: str) -> Artifact:
@@ -110,12 +112,12 @@ class Sources:
 
     @cached_property
     def calibration(self) -> np.ndarray:
-        x, _ = data.as_tensors(data.load_split(self.dataset, "train", self.prep, None, self.req.calib_samples))
+        x, _ = data.as_tensors(self.images.load("train", self.prep, self.req.calib_samples))
         return x.numpy()
 
     @cached_property
     def verify_data(self) -> tuple[np.ndarray, np.ndarray]:
-        x, y = data.as_tensors(data.load_split(self.dataset, "test", self.prep, None, self.req.verify_limit))
+        x, y = data.as_tensors(self.images.load("test", self.prep, self.req.verify_limit))
         return x.numpy(), y.numpy()
 
     def reference(self, which: str) -> np.ndarray:
@@ -197,7 +199,7 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
                    config={"options": options, "verify_limit": req.verify_limit, "calib_samples": req.calib_samples},
                    format=fmt.name, precision=precision, runtime=fmt.runtime, file=f"model{fmt.suffix}",
                    architecture=source.manifest.get("architecture"), preprocessing=src.prep.to_dict(),
-                   classes=source.manifest.get("classes")) as art:
+                   classes=source.manifest.get("classes"), data=src.images.to_manifest()) as art:
         job = ExportJob(precision, art.dir / f"model{fmt.suffix}", src.prep,
                         src.int8_model if precision == "int8" and fmt.carries_int8_scales else src.float_model,
                         src.float_onnx, lambda: src.calibration, src.metadata(source, fmt, precision), options)

@@ -29,16 +29,30 @@ def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> di
     }
 
 
+def _check_finite(logits: np.ndarray, what: str, hint: str) -> None:
+    """A NaN or infinite output fails verification outright: argmax over NaN picks an arbitrary class,
+    which can even agree with a reference that is NaN too."""
+    bad = ~np.isfinite(logits).all(axis=tuple(range(1, logits.ndim)))
+    if bad.any():
+        raise EdgeresError(f"verification failed: {what} outputs NaN or infinity for {int(bad.sum())} of "
+                           f"{len(bad)} images", hint=hint)
+
+
 def verify(path, runtime: str, x: np.ndarray, labels: np.ndarray, reference: np.ndarray, threshold_key: str,
            threads: int | None = None) -> dict[str, float]:
-    """Run ``path`` on ``x`` (NCHW float32) and check agreement with ``reference`` logits."""
+    """Run ``path`` on ``x`` (NCHW float32) and check agreement with ``reference`` logits; a NaN or
+    infinite logit on either side fails verification."""
     from edgeres.runtimes import RuntimeUnavailable, open_session
 
+    _check_finite(reference, "the torch model it was exported from",
+                  "its weights hold NaN or infinity: re-train or re-import it from a sound checkpoint")
     try:
         session = open_session(path, runtime, threads=threads)
         logits = session.run_batched(x)
     except RuntimeUnavailable as exc:
         raise EdgeresError(f"verification could not run {path.name}: {exc}") from None
+    _check_finite(logits, path.name, "the model it was exported from is sound, so the export is not: "
+                  "re-export it, or try another --precision or target")
     result = compare(logits, reference, labels)
     result["threshold"] = THRESHOLDS[threshold_key]
     result["passed"] = result["agreement"] >= result["threshold"]

@@ -20,13 +20,13 @@ from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_
 from edgeres.workspace import Artifact, Workspace
 
 
-@dataclass
+@dataclass(kw_only=True)
 class QuantizeRequest:
     """What ``edgeres quantize`` asks for."""
 
     model: str  # model name (its latest FP32 artifact) or an artifact id / path
-    dataset: str = "fashion-mnist"
-    data_dir: Path | None = None
+    dataset: str | None = None  # None: the model's own (fashion-mnist when one must be trained first)
+    data_dir: Path | None = None  # None: the directory recorded in the model's lineage
     weights: Path | None = None  # an FP32 checkpoint file to start from instead of the workspace's
     calib_samples: int = 300
     estimator: str = "default"
@@ -45,29 +45,26 @@ class QuantizeRequest:
 
 
 def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
-    """The FP32 artifact to quantize; trains one first when the workspace has none for the model."""
-    from edgeres.models import REGISTRY
-    from edgeres.train import TrainConfig, TrainRequest, run_train
+    """The FP32 artifact to quantize; imports ``weights`` or trains one first when there is none."""
+    from edgeres.models import get_spec
+    from edgeres.train import TrainConfig, TrainRequest, run_import, run_train
 
     if req.weights is not None:
         say(f"importing FP32 checkpoint {req.weights}")
-        return run_train(TrainRequest(req.model, req.dataset, req.data_dir, str(req.weights),
-                                      eval_limit=req.eval_limit, config=TrainConfig(epochs=0),
-                                      trust_pickle=req.trust_pickle), ws)
+        return run_import(TrainRequest(model=req.model, dataset=req.dataset or "fashion-mnist", data_dir=req.data_dir,
+                                       weights=str(req.weights), eval_limit=req.eval_limit,
+                                       trust_pickle=req.trust_pickle), ws)
     try:
         source = ws.resolve(req.model)
     except EdgeresError:
+        get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
             ws.latest("train", model=req.model, dataset=req.dataset)
-        if source is None and req.model in REGISTRY:
-            say(f"no FP32 {req.model} checkpoint for {req.dataset} in {ws.root}: training one first")
-            return run_train(TrainRequest(req.model, req.dataset, req.data_dir, eval_limit=req.eval_limit,
-                                          config=TrainConfig(epochs=req.train_epochs)), ws)
         if source is None:
-            from edgeres.models import get_spec
-
-            get_spec(req.model)  # raises the unknown-model error with suggestions
-        assert source is not None
+            dataset = req.dataset or "fashion-mnist"
+            say(f"no FP32 {req.model} checkpoint for {dataset} in {ws.root}: training one first")
+            return run_train(TrainRequest(model=req.model, dataset=dataset, data_dir=req.data_dir,
+                                          eval_limit=req.eval_limit, config=TrainConfig(epochs=req.train_epochs)), ws)
         say(f"using {source.describe()}")
     if source.kind == "quantize":
         raise EdgeresError(f"{source.id} is already int8", hint="quantize its FP32 parent instead: "
@@ -77,15 +74,15 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
     return source
 
 
-def _splits(req: QuantizeRequest, prep: Preprocessing, dataset: str):
-    train_ds = data.load_split(dataset, "train", prep, req.data_dir)
+def _splits(req: QuantizeRequest, prep: Preprocessing, source: data.DataSource):
+    train_ds = source.load("train", prep)
     calib_n = req.calib_samples
     if calib_n > len(train_ds):
         say(f"[yellow]--calib-samples {calib_n} is more than the {len(train_ds)} training images: using all of them")
         calib_n = len(train_ds)
-    calib_x, _ = data.as_tensors(data.load_split(dataset, "train", prep, req.data_dir, calib_n))
-    val_x, val_y = data.as_tensors(data.load_split(dataset, "val", prep, req.data_dir, req.val_limit))
-    test_x, test_y = data.as_tensors(data.load_split(dataset, "test", prep, req.data_dir, req.eval_limit))
+    calib_x, _ = data.as_tensors(source.load("train", prep, calib_n))
+    val_x, val_y = data.as_tensors(source.load("val", prep, req.val_limit))
+    test_x, test_y = data.as_tensors(source.load("test", prep, req.eval_limit))
     return train_ds, calib_x, (val_x, val_y.numpy()), (test_x, test_y.numpy())
 
 
@@ -95,16 +92,19 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
 
     if req.calib_samples < 1:
         raise EdgeresError("--calib-samples must be at least 1")
-    if req.max_drop is not None and req.max_drop < 0:
-        raise EdgeresError("--max-drop must be >= 0 percentage points")
+    if req.max_drop is not None and not 0 <= req.max_drop <= 100:
+        raise EdgeresError(f"--max-drop must lie in [0, 100] percentage points, got {req.max_drop}")
     if req.qat and req.epochs < 1:
         raise EdgeresError("--epochs must be at least 1 for --qat")
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
     prep = Preprocessing.from_dict(manifest["preprocessing"])
-    dataset = manifest["dataset"]
-    train_ds, calib_x, (val_x, val_y), (test_x, test_y) = _splits(req, prep, dataset)
+    images = data.source_of(manifest, dataset=req.dataset, data_dir=req.data_dir)
+    dataset = images.dataset
+    train_ds, calib_x, (val_x, val_y), (test_x, test_y) = _splits(req, prep, images)
+    say(f"decisions on {len(val_y)} val images, reported on {len(test_y)} test images "
+        f"({data.VALIDATIONS[images.validation]})")
 
     folded = fold_batchnorm(load_fp32(source))
     fp32_test = logits_of(folded, test_x)
@@ -137,12 +137,10 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
 
     if req.qat:
         start = time.perf_counter()
-        qat_train = data.load_split(dataset, "train", prep, req.data_dir, req.train_limit) \
-            if req.train_limit else train_ds
+        qat_train = images.load("train", prep, req.train_limit) if req.train_limit else train_ds
         config = TrainConfig(epochs=req.epochs, lr=req.lr, augment=True)
-        report["qat_history"] = fit(model, qat_train, config, data.load_split(dataset, "val", prep, req.data_dir,
-                                                                               req.val_limit),
-                                    "QAT", keep_best=True)
+        report["qat_history"] = fit(model, qat_train, config, images.load("val", prep, req.val_limit), "QAT",
+                                    keep_best=True)
         model = model.to(memory_format=torch.contiguous_format)
         report["qat_seconds"] = round(time.perf_counter() - start, 1)
 
@@ -162,7 +160,7 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     with ws.create("quantize", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=manifest["architecture"], preprocessing=prep.to_dict(),
                    classes=manifest.get("classes"), precision="int8", method="qat" if req.qat else "ptq",
-                   engine="nncf", float_layers=float_layers) as art:
+                   engine="nncf", float_layers=float_layers, data=images.to_manifest()) as art:
         engine.save(model, art.dir)
         if sensitivity is not None:
             (art.dir / "sensitivity.json").write_text(json.dumps(sensitivity, indent=1))
@@ -189,12 +187,3 @@ def load_quantized(artifact: Artifact) -> nn.Module:
     arch = artifact.manifest["architecture"]
     float_model = fold_batchnorm(models.build_from_architecture(arch))
     return engine.restore(float_model, artifact.path)
-
-
-def float_parent(artifact: Artifact, ws: Workspace) -> Artifact:
-    """The FP32 artifact a quantize artifact was made from."""
-    parent = artifact.manifest.get("parent")
-    if not parent:
-        raise EdgeresError(f"{artifact.id} records no FP32 parent")
-    return ws.resolve(parent)
-
