@@ -240,6 +240,7 @@ def _mismatch_hint(state: dict[str, torch.Tensor], model: nn.Module, model_name:
     """The one hint that fits how a checkpoint differs from the model."""
     own = model.state_dict()
     found = _architecture_of(state)
+    state = fit_names(state, model)
     if model_name and found and found != model_name:
         return f"the checkpoint is a {found} ({REGISTRY[found].description}): use the model {found}"
     if model_name and found is None:
@@ -260,7 +261,7 @@ def _mismatch_hint(state: dict[str, torch.Tensor], model: nn.Module, model_name:
 def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
                     model_name: str | None = None) -> None:
     """Load strictly; on mismatch say which keys and shapes differ, with the hint that fits."""
-    state = fit_names(state, model)
+    original, state = state, fit_names(state, model)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -275,7 +276,7 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: st
         if unexpected:
             parts.append(f"unexpected keys: {', '.join(unexpected[:4])}" + (" ..." if len(unexpected) > 4 else ""))
         raise EdgeresError(f"checkpoint {source} does not fit {model_name or 'the model'}: " + " | ".join(parts),
-                           hint=_mismatch_hint(state, model, model_name))
+                           hint=_mismatch_hint(original, model, model_name))
     model.load_state_dict(state)
 
 

@@ -98,3 +98,89 @@ def test_imagefolder_without_val_is_refused(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     with pytest.raises(EdgeresError, match="no val/"):
         data.dataset_info("imagefolder", tmp_path)
+
+
+def test_test_split_validation_keeps_decisions_off_the_reported_images(tmp_path):
+    _write_cifar(tmp_path)
+    prep = Preprocessing(32, 3, data.CIFAR10.mean, data.CIFAR10.std)
+    val = data.load_split("cifar10", "val", prep, tmp_path, validation="test-split").tensors[0]
+    test = data.load_split("cifar10", "test", prep, tmp_path, validation="test-split").tensors[0]
+    whole = data.load_split("cifar10", "test", prep, tmp_path).tensors[0]
+    assert len(val) == 4 and len(test) == 16  # 20 % decide, 80 % report
+    rows = {tuple(x.flatten()[:64].tolist()) for x in whole}
+    assert {tuple(x.flatten()[:64].tolist()) for x in val} | {tuple(x.flatten()[:64].tolist()) for x in test} == rows
+    assert not {tuple(x.flatten()[:64].tolist()) for x in val} & {tuple(x.flatten()[:64].tolist()) for x in test}
+    train = data.load_split("cifar10", "train", prep, tmp_path, validation="test-split")
+    assert len(train) == 100  # the imported model may have seen them all: nothing held out
+
+
+def _folder(root, classes_by_split, size=(32, 32)):
+    from PIL import Image
+
+    for split, classes in classes_by_split.items():
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            Image.new("RGB", size, (40, 80, 120)).save(root / split / cls / "0.png")
+
+
+@pytest.mark.parametrize("layout,needle", [
+    ({"train": ["a", "b", "c"], "val": ["a", "c"]}, "missing in val/: b"),
+    ({"train": ["a", "b"], "val": ["a", "b", "z"]}, "only in val/: z"),
+    ({"train": ["only"], "val": ["only"]}, "a classifier needs at least two"),
+])
+def test_imagefolder_splits_must_hold_the_same_classes(layout, needle, tmp_path):
+    _folder(tmp_path, layout)
+    with pytest.raises(EdgeresError, match=needle):
+        data.dataset_info("imagefolder", tmp_path)
+
+
+def test_imagefolder_bad_files_are_named(tmp_path):
+    _folder(tmp_path, {"train": ["a", "b"], "val": ["a", "b"]})
+    (tmp_path / "val" / "b" / "0.png").unlink()
+    prep = Preprocessing(32, 3, (0.5,), (0.5,))
+    with pytest.raises(EdgeresError, match=r"class folder .*val/b holds no images"):
+        data.load_split("imagefolder", "test", prep, tmp_path)
+    (tmp_path / "val" / "b" / "broken.png").write_text("<html>not a png</html>")
+    with pytest.raises(EdgeresError, match=r"cannot decode image .*broken.png"):
+        data.as_tensors(data.load_split("imagefolder", "test", prep, tmp_path))
+
+
+def test_images_at_the_input_size_are_untouched_and_others_resized_and_cropped():
+    import torch
+
+    prep = Preprocessing(32, 3, (0.0,), (1.0,))
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(data.to_input(image, prep), image.float() / 255)  # never resampled
+    wide = data.to_input(torch.randint(0, 256, (1, 3, 40, 80), dtype=torch.uint8), prep.override(resize=36))
+    assert wide.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="resize must lie"):
+        prep.override(resize=16)
+
+
+@pytest.mark.parametrize("batch,needle", [
+    (["not", "a", "dict"], "not a dict"),
+    ({"data": np.zeros((20, 3072), np.uint8), "labels": [0] * 19}, "20 images but 19 labels"),
+    ({"data": np.zeros((20, 3072), np.uint8), "labels": [12] * 20}, r"labels must lie in \[0, 9\]"),
+    ({"data": np.zeros((20, 100), np.uint8), "labels": [0] * 20}, "N x 3072 uint8"),
+])
+def test_malformed_cifar_batches_are_one_clear_error(batch, needle, tmp_path):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "test_batch", "wb") as fh:
+        pickle.dump(batch, fh)
+    with pytest.raises(EdgeresError, match=needle):
+        data.load_split("cifar10", "test", Preprocessing(32, 3, (0.5,), (0.5,)), tmp_path)
+
+
+def test_source_of_follows_the_lineage_and_refuses_switches(tmp_path):
+    _write_cifar(tmp_path)
+    source = data.open_source("cifar10", tmp_path)
+    manifest = {"id": "train-x", "dataset": "cifar10", "data": source.to_manifest(), "classes": list(data.CIFAR10.classes)}
+    assert data.source_of(manifest) == source
+    with pytest.raises(EdgeresError, match="was made with cifar10, not fashion-mnist"):
+        data.source_of(manifest, dataset="fashion-mnist")
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    tmp_path.rename(moved)
+    with pytest.raises(EdgeresError) as err:
+        data.source_of(manifest)
+    assert str(tmp_path) in str(err.value) and "--data" in err.value.hint
+    assert data.source_of(manifest, data_dir=moved).root == moved.resolve()

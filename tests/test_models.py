@@ -116,3 +116,62 @@ def test_imagenet_weights_load_from_the_hub_cache_into_a_grey_stem(tmp_path, mon
     grey = models.create("resnet18", 10, 1, "imagenet")
     assert torch.allclose(grey.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(grey.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
+
+
+@pytest.mark.parametrize("layout", ["lightning", "net", "ema", "no_bn_counters", "fc_named", "nested_twice"])
+def test_checkpoints_from_the_wild_load(layout, tmp_path):
+    source = models.build("resnet20", 10, 3)
+    state = source.state_dict()
+    if layout == "lightning":
+        obj = {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 9, "global_step": 100}
+    elif layout == "net":
+        obj = {"net": state, "acc": 91.7}
+    elif layout == "ema":
+        obj = {"state_dict_ema": state, "args": "namespace"}
+    elif layout == "no_bn_counters":  # saved by a torch older than 0.4.1
+        obj = {"state_dict": {f"module.{k}": v for k, v in state.items() if "num_batches_tracked" not in k},
+               "best_prec1": 91.7}
+    elif layout == "fc_named":  # a CIFAR ResNet whose classifier is called fc
+        obj = {k.replace("linear.", "fc."): v for k, v in state.items()}
+    else:
+        obj = {"state_dict": {"model": {f"module.{k}": v for k, v in state.items()}}}
+    torch.save(obj, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=layout != "no_bn_counters")
+    model = models.create("resnet20", 10, 3, str(tmp_path / "ckpt.pt"))
+    for key, value in state.items():
+        if "num_batches_tracked" not in key:
+            assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_torchvision_checkpoint_fine_tunes_with_a_new_head(tmp_path):
+    imagenet = models.build("resnet18", 1000, 3)
+    torch.save(imagenet.state_dict(), tmp_path / "resnet18-f37072fd.pth")
+    with pytest.raises(EdgeresError) as err:  # as it is, a 1000-class model does not classify 10 classes
+        models.create("resnet18", 10, 3, str(tmp_path / "resnet18-f37072fd.pth"))
+    assert "classifies 1000 classes" in err.value.hint and "edgeres train --weights" in err.value.hint
+    tuned = models.create("resnet18", 10, 1, str(tmp_path / "resnet18-f37072fd.pth"), adapt=True)
+    assert tuned.fc.out_features == 10
+    assert torch.allclose(tuned.conv1.weight, imagenet.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(tuned.layer4[1].conv2.weight, imagenet.layer4[1].conv2.weight)
+
+
+@pytest.mark.parametrize("saved,loaded,needle", [
+    (("resnet56", 10, 3), ("resnet20", 10, 3), "the checkpoint is a resnet56"),
+    (("resnet50", 10, 3), ("resnet18", 10, 3), "the checkpoint is a resnet50"),
+    (("resnet18", 10, 3), ("resnet20", 10, 3), "the checkpoint is a resnet18"),
+    (("resnet20", 100, 3), ("resnet20", 10, 3), "classifies 100 classes, the model 10"),
+    (("resnet20", 10, 1), ("resnet20", 10, 3), "takes 1-channel images, the dataset has 3"),
+])
+def test_a_real_mismatch_gets_the_hint_that_applies(saved, loaded, needle, tmp_path):
+    torch.save(models.build(*saved).state_dict(), tmp_path / "ckpt.pt")
+    with pytest.raises(EdgeresError) as err:
+        models.create(*loaded, str(tmp_path / "ckpt.pt"))
+    assert needle in err.value.hint
+    assert "--num-classes" not in err.value.hint or "classes" in needle
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
+    state = models.build("resnet20", 10, 1).state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(EdgeresError, match="NaN or infinite values in conv1.weight"):
+        models.read_state_dict(tmp_path / "nan.pt")
