@@ -1,10 +1,13 @@
 """``edgeres run RECIPE``: the recipe's steps in order, each producing its artifacts, resumable.
 
-Each step has a key: the hash of its options and of the artifacts it reads. The workspace remembers, per
-recipe, which artifacts each key produced (``.pipeline/<recipe>.json``, written atomically after every
-step). A re-run skips a step whose key is unchanged and whose artifacts still exist, so an interrupted
-run resumes after its last finished step and an unchanged recipe costs seconds. ``--from STEP`` re-runs
-that step and everything after it.
+Each step has a key: the hash of everything its result depends on (edgeres's own code, the recipe's model,
+data and preprocessing, the contents of the data files and the weights, the step's options, the artifacts
+it reads, and for bench the device profiles). The workspace remembers, per recipe, which artifacts each key
+produced (``.pipeline/<recipe>.json``, written atomically after every step). A re-run skips a step whose key
+is unchanged and whose artifacts are still there and intact (their hashes checked), so an interrupted run
+resumes after its last finished step and an unchanged recipe costs seconds; a bench is replayed only if it
+was measured on the device. ``--from STEP`` re-runs that step and everything after it. A recipe's bench
+measures the exports of its own run, never other files of the workspace.
 """
 
 from __future__ import annotations
@@ -52,13 +55,21 @@ class _State:
         return data if isinstance(data, dict) else {}
 
     def lookup(self, key: str, ws: Workspace) -> list[Artifact] | None:
+        """The artifacts a step with this key made, if every one is still there and intact, and (for a
+        bench) was measured on the device: an estimate made while a device was away is not replayed."""
         ids = self.data.get(key)
         if not ids:
             return None
         try:
-            return [ws.resolve(i) for i in ids]
-        except EdgeresError:
-            return None  # an artifact was deleted: run the step again
+            found = [ws.resolve(i) for i in ids]
+            for artifact in found:
+                artifact.verify()
+        except EdgeresError as exc:
+            say(f"not reusing an earlier result: {str(exc).splitlines()[0] if str(exc) else 'it is gone'}")
+            return None  # deleted or damaged: run the step again
+        if any(a.kind == "bench" and a.manifest.get("mode", "measured") != "measured" for a in found):
+            return None
+        return found
 
     def record(self, key: str, artifacts: list[Artifact]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,13 +252,15 @@ def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.bench import BenchRequest, run_bench
 
     model = current["export"][0].id if "export" in current else None
+    exports = [a.id for a in current["export"]] if "export" in current else None  # this run's, not stale ones
     method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds, "warmup": o.warmup,
                                 "rounds": o.rounds}.items() if v is not None}
     produced = []
     for device in o.devices:
-        bench = run_bench(BenchRequest(device=device, model=model, targets=o.targets, precisions=o.precisions,
-                                       eval_limit=o.eval_limit, threads=o.threads, estimate=o.estimate,
-                                       emulate=o.emulate, method=method, data_dir=recipe.data), ws)
+        bench = run_bench(BenchRequest(device=device, model=model, exports=exports, targets=o.targets,
+                                       precisions=o.precisions, eval_limit=o.eval_limit, threads=o.threads,
+                                       estimate=o.estimate, emulate=o.emulate, method=method,
+                                       data_dir=recipe.data), ws)
         result.bench.append(bench)
         produced.append(bench.artifact)
     return produced

@@ -176,3 +176,39 @@ def test_device_override_and_unknown_from_step(tmp_path):
     assert result.returncode != 0 and "not a step of recipe small" in result.stderr
     result = run_cli("run", str(path), "--device", "toaster", "--dry-run", workspace=tmp_path / "ws")
     assert result.returncode != 0 and "unknown device" in result.stderr
+
+
+def test_the_cache_replays_nothing_stale(containers, public_checkpoint, tmp_path):
+    """A step is reused only while its artifacts are intact and nothing it depends on changed: the
+    data files, the weights' contents, the artifacts themselves."""
+    import shutil
+
+    data = tmp_path / "cifar"
+    shutil.copytree(containers["cifar"], data)
+    weights = tmp_path / "w.th"
+    shutil.copy(public_checkpoint, weights)
+    path = tmp_path / "imported.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "imported", "model": "resnet20", "dataset": "cifar10", "data": str(data), "weights": str(weights),
+        "steps": {"import": {"eval_limit": 50},
+                  "export": {"targets": ["onnx"], "precisions": ["fp32"], "verify_limit": 50}}}))
+    ws = tmp_path / "ws"
+    assert run_cli("run", str(path), workspace=ws).returncode == 0
+
+    def plan() -> dict[str, str]:
+        result = run_cli("run", str(path), "--dry-run", workspace=ws)
+        assert result.returncode == 0, result.stderr
+        return dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
+
+    assert plan() == {"import": "skip (unchanged)", "export": "skip (unchanged)"}
+    export = next(p for p in ws.iterdir() if p.name.startswith("export-"))
+    (export / "model.onnx").write_bytes(b"replaced by hand")
+    assert plan() == {"import": "skip (unchanged)", "export": "run"}
+    os.utime(data / "test_batch", ns=(1, 1))  # the data changed
+    assert plan()["import"] == "run"
+    os.utime(data / "test_batch")
+    assert run_cli("run", str(path), workspace=ws).returncode == 0
+    assert plan() == {"import": "skip (unchanged)", "export": "skip (unchanged)"}
+    torch = pytest.importorskip("torch")
+    torch.save(torch.load(weights, map_location="cpu"), weights)  # same weights, other bytes: re-import
+    assert plan()["import"] == "run"
