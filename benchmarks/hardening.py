@@ -3,10 +3,11 @@
     python benchmarks/hardening.py [--keep DIR]
 
 Builds a small workspace (resnet20, 3 epochs on 10,000 Fashion-MNIST images, int8, exported to all three
-formats), then runs every bad input below as its own `edgeres` process and checks that it ends with a
-non-zero exit, one clear message (the expected words), no traceback, and a workspace whose every
-manifest still parses and matches its files' hashes, with no temp dir left. Then 20 `edgeres` processes
-run at once on one workspace (10 train, 10 export) and the same checks are made on what they wrote.
+formats, its ONNX files benchmarked), then runs every bad input below as its own `edgeres` process and
+checks that it ends with a non-zero exit, one clear message (the expected words), no traceback, and a
+workspace the command left no worse: no manifest or file damaged beyond what the case itself damaged, no
+temp dir left. Then 20 `edgeres` processes run at once on one workspace (10 train, 10 export) and the
+same checks are made on what they wrote.
 Prints a Markdown table; JSON to benchmarks/out/hardening.json.
 """
 
@@ -55,30 +56,40 @@ def check_workspace(root: Path) -> list[str]:
             continue
         try:
             manifest = json.loads((entry / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"{entry.name}: manifest unreadable ({exc})")
+        except (OSError, ValueError, RecursionError) as exc:
+            problems.append(f"{entry.name}: manifest unreadable ({str(exc)[:100]})")
             continue
-        for name, digest in manifest.get("files", {}).items():
-            if not (entry / name).is_file() or sha256(entry / name) != digest:
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict):
+            problems.append(f"{entry.name}: manifest has no files")
+            continue
+        for name, digest in files.items():
+            try:
+                intact = (entry / name).is_file() and sha256(entry / name) == digest
+            except OSError:
+                intact = False
+            if not intact:
                 problems.append(f"{entry.name}/{name}: missing or changed")
     return problems
 
 
 # -- the workspace the cases run against ----------------------------------------------------------
 def build_workspace(root: Path) -> dict[str, str]:
-    """resnet20 trained briefly, quantized, exported; the ids the cases need."""
+    """resnet20 trained briefly, quantized, exported, benchmarked; the ids the cases need."""
     from edgeres.workspace import Workspace
 
     steps = [("train", "resnet20", "--epochs", "3", "--limit", "10000", "--eval-limit", "200"),
              ("quantize", "resnet20", "--int8", "--calib-samples", "64", "--eval-limit", "200", "--val-limit", "200"),
              ("export", "--target", "all", "--precision", "fp32", "--precision", "int8", "--verify-limit", "100",
-              "--calib-samples", "64")]
+              "--calib-samples", "64"),
+             ("bench", "--target", "onnx", "--eval-limit", "50", "--min-runs", "2", "--min-seconds", "0", "--warmup",
+              "0", "--rounds", "1")]
     for args in steps:
         proc = edgeres(*args, workspace=root)
         if proc.returncode != 0:
             raise SystemExit(f"building the workspace failed at `edgeres {' '.join(args)}`:\n{proc.stderr}")
     ws = Workspace(root)
-    ids = {"train": ws.latest("train").id, "int8": ws.latest("quantize").id}
+    ids = {"train": ws.latest("train").id, "int8": ws.latest("quantize").id, "bench": ws.latest("bench").id}
     for artifact in ws.artifacts("export"):
         ids[f"{artifact.manifest['format']}-{artifact.manifest['precision']}"] = artifact.id
     return ids
@@ -119,6 +130,98 @@ def truncate_export(ws: Path, artifact: str, file_suffix: str, keep: float = 0.5
     for path in (ws / artifact).glob(f"*{file_suffix}"):
         data = path.read_bytes()
         path.write_bytes(data[:int(len(data) * keep)])
+
+
+def edit_manifest(artifact: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
+    """An artifact's manifest.json edited as a hand would: ``change`` edits the dict (or returns another value)."""
+    def make(d: Path) -> None:
+        path = d / "ws" / artifact / "manifest.json"
+        manifest = json.loads(path.read_text())
+        changed = change(manifest)
+        path.write_text(json.dumps(manifest if changed is None else changed, indent=2))
+    return make
+
+
+def manifest_bytes(artifact: str, content: Callable[[str], str | bytes]) -> Callable[[Path], None]:
+    """An artifact's manifest.json replaced by ``content(old text)``."""
+    def make(d: Path) -> None:
+        path = d / "ws" / artifact / "manifest.json"
+        new = content(path.read_text())
+        (path.write_bytes if isinstance(new, bytes) else path.write_text)(new)
+    return make
+
+
+def flip_bit(artifact: str, name: str, keep_mtime: bool = False) -> Callable[[Path], None]:
+    """One bit of an artifact's file flipped (with ``keep_mtime``, its mtime set back, as a careful tamperer would)."""
+    def make(d: Path) -> None:
+        path = d / "ws" / artifact / name
+        stat = path.stat()
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        path.write_bytes(bytes(data))
+        if keep_mtime:
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return make
+
+
+def copy_over(source: str, target: str, name: str) -> Callable[[Path], None]:
+    """``name`` of artifact ``target`` replaced by that of ``source`` (the fp32 file in place of the int8 one)."""
+    return lambda d: shutil.copy(d / "ws" / source / name, d / "ws" / target / name)
+
+
+def remove(artifact: str, name: str) -> Callable[[Path], None]:
+    return lambda d: (d / "ws" / artifact / name).unlink()
+
+
+def consistent(artifact: str, name: str, content: Callable[[Path], str | bytes]) -> Callable[[Path], None]:
+    """A careful hand edit: ``name`` rewritten and its new hash recorded in the manifest, so that only the
+    content itself can be wrong."""
+    from edgeres.workspace import sha256
+
+    def make(d: Path) -> None:
+        folder = d / "ws" / artifact
+        new = content(folder / name)
+        (folder / name).write_bytes(new if isinstance(new, bytes) else new.encode())
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"][name] = sha256(folder / name)
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return make
+
+
+def edit_json(change: Callable[[dict], object]) -> Callable[[Path], str]:
+    """For ``consistent``: the file's JSON edited by ``change`` (in place, or returning another value)."""
+    def content(path: Path) -> str:
+        doc = json.loads(path.read_text())
+        changed = change(doc)
+        return json.dumps(doc if changed is None else changed)
+    return content
+
+
+def nan_weights(path: Path) -> bytes:
+    """For ``consistent``: the checkpoint with every floating-point tensor NaN."""
+    import io
+
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def renamed_copy(artifact: str, new_id: str) -> Callable[[Path], None]:
+    """A copy of an artifact under another id (directory and manifest agree)."""
+    def make(d: Path) -> None:
+        shutil.copytree(d / "ws" / artifact, d / "ws" / new_id)
+        edit_manifest(new_id, lambda m: m.update(id=new_id))(d)
+    return make
+
+
+def both(*makers: Callable[[Path], None]) -> Callable[[Path], None]:
+    def make(d: Path) -> None:
+        for maker in makers:
+            maker(d)
+    return make
 
 
 RECIPE = """name: {name}
@@ -237,15 +340,15 @@ def cases(ids: dict[str, str]) -> list[Case]:
              "timed out", write("p.yaml", profile(connection=ssh(host="10.255.255.1", connect_timeout=2)))),
         # model files
         Case("model file", "truncated ONNX to bench", [*bench, "--target", "onnx", "--precision", "fp32"],
-             "cannot load", lambda d: truncate_export(d / "ws", ids["onnx-fp32"], ".onnx")),
+             "model.onnx of artifact", lambda d: truncate_export(d / "ws", ids["onnx-fp32"], ".onnx")),
         Case("model file", "truncated OpenVINO .bin to bench", [*bench, "--target", "openvino", "--precision",
-             "fp32"], "cannot load", lambda d: truncate_export(d / "ws", ids["openvino-fp32"], ".bin")),
+             "fp32"], "model.bin of artifact", lambda d: truncate_export(d / "ws", ids["openvino-fp32"], ".bin")),
         Case("model file", "truncated OpenVINO .xml to bench", [*bench, "--target", "openvino", "--precision",
-             "int8"], "cannot load", lambda d: truncate_export(d / "ws", ids["openvino-int8"], ".xml", 0.3)),
+             "int8"], "model.xml of artifact", lambda d: truncate_export(d / "ws", ids["openvino-int8"], ".xml", 0.3)),
         Case("model file", "truncated TFLite to bench", [*bench, "--target", "tflite", "--precision", "int8"],
-             "cannot load", lambda d: truncate_export(d / "ws", ids["tflite-int8"], ".tflite")),
+             "model.tflite of artifact", lambda d: truncate_export(d / "ws", ids["tflite-int8"], ".tflite")),
         Case("model file", "garbage as the torch model of an artifact", ["export", "--target", "onnx", "--model", t],
-             "corrupt", write(f"ws/{t}/model.pt", b"\x80\x04garbage")),
+             "model.pt of artifact", write(f"ws/{t}/model.pt", b"\x80\x04garbage")),
         Case("model file", "info on a directory that is not an artifact", ["info", "no-such-artifact"],
              "no artifact"),
         # CLI options
@@ -275,6 +378,185 @@ def cases(ids: dict[str, str]) -> list[Case]:
         Case("cli", "workspace that is a file", ["info", "--workspace", "wsfile"], "wsfile", write("wsfile", "x")),
         Case("cli", "unknown option", ["export", "--colour", "red"], "--colour"),
         Case("cli", "unknown command", ["deploy"], "deploy"),
+        Case("cli", "an empty --model", ["export", "--target", "onnx", "--model", ""], "empty"),
+        Case("cli", "an empty artifact to eval", ["eval", ""], "empty"),
+        Case("cli", "a prefix that matches many artifacts", ["export", "--target", "onnx", "--model", "export-"],
+             "matches"),
+        Case("cli", "an artifact path from another workspace", ["info", f"other/{t}"], "--workspace",
+             lambda d: shutil.copytree(d / "ws" / t, d / "other" / t)),
+        # manifests: untrusted input, validated on read; a bad one is named where it is needed
+        *manifest_cases(ids),
+        # file integrity: each file is checked against the manifest's sha256 before use
+        Case("integrity", "int8 .onnx replaced by the fp32 one", [*bench, "--target", "onnx", "--precision", "int8"],
+             "model.onnx of artifact", copy_over(ids["onnx-fp32"], ids["onnx-int8"], "model.onnx")),
+        Case("integrity", "int8 .tflite replaced by the fp32 one", [*bench, "--target", "tflite", "--precision",
+             "int8"], "model.tflite of artifact", copy_over(ids["tflite-fp32"], ids["tflite-int8"], "model.tflite")),
+        Case("integrity", "OpenVINO .bin of int8 replaced by the fp32 one", [*bench, "--target", "openvino",
+             "--precision", "int8"], "model.bin of artifact",
+             copy_over(ids["openvino-fp32"], ids["openvino-int8"], "model.bin")),
+        Case("integrity", "OpenVINO .bin deleted", [*bench, "--target", "openvino", "--precision", "fp32"],
+             "model.bin of artifact", remove(ids["openvino-fp32"], "model.bin")),
+        Case("integrity", "bit-flipped model.pt to export", ["export", "--target", "onnx", "--precision", "fp32",
+             "--model", t], "model.pt of artifact", flip_bit(t, "model.pt")),
+        Case("integrity", "bit-flipped model.pt to quantize", ["quantize", t, "--int8", "--calib-samples", "16"],
+             "model.pt of artifact", flip_bit(t, "model.pt")),
+        Case("integrity", "bit-flipped model.pt to eval", ["eval", t, "--eval-limit", "10"], "model.pt of artifact",
+             flip_bit(t, "model.pt")),
+        Case("integrity", "bit-flipped model.pt, mtime set back", ["eval", t, "--eval-limit", "10"],
+             "model.pt of artifact", flip_bit(t, "model.pt", keep_mtime=True)),
+        Case("integrity", "bit-flipped model.pt as the bench baseline", [*bench, "--target", "onnx", "--precision",
+             "fp32"], "model.pt of artifact", flip_bit(t, "model.pt")),
+        Case("integrity", "bit-flipped int8 model.pt to export", ["export", "--target", "onnx", "--precision", "int8",
+             "--model", q], "model.pt of artifact", flip_bit(q, "model.pt")),
+        Case("integrity", "quantizers.json edited", ["eval", q, "--eval-limit", "10"], "quantizers.json of artifact",
+             flip_bit(q, "quantizers.json")),
+        Case("integrity", "model.pt deleted", ["export", "--target", "onnx", "--precision", "fp32", "--model", t],
+             "missing", remove(t, "model.pt")),
+        Case("integrity", "model.pt emptied", ["eval", t, "--eval-limit", "10"], "model.pt of artifact",
+             write(f"ws/{t}/model.pt", b"")),
+        Case("integrity", "model.pt a link to a copy outside", ["eval", t, "--eval-limit", "10"], "outside",
+             lambda d: (shutil.copy(d / "ws" / t / "model.pt", d / "copy.pt"), (d / "ws" / t / "model.pt").unlink(),
+                        (d / "ws" / t / "model.pt").symlink_to(d / "copy.pt"))),
+        Case("integrity", "model.pt a directory", ["eval", t, "--eval-limit", "10"], "missing",
+             lambda d: ((d / "ws" / t / "model.pt").unlink(), (d / "ws" / t / "model.pt").mkdir())),
+        Case("integrity", "results.json bit-flipped", ["report", ids["bench"]], "results.json of artifact",
+             flip_bit(ids["bench"], "results.json")),
+        Case("integrity", "results.json deleted", ["report", ids["bench"]], "results.json of artifact",
+             remove(ids["bench"], "results.json")),
+        # numbers: NaN and infinity never pass
+        Case("numbers", "NaN weights, consistently recorded, to export", ["export", "--target", "onnx", "--precision",
+             "fp32", "--model", t, "--verify-limit", "20"], "nan", consistent(t, "model.pt", nan_weights)),
+        Case("numbers", "--max-drop nan --strict", ["quantize", t, "--int8", "--max-drop", "nan", "--strict",
+             "--calib-samples", "16", "--eval-limit", "20", "--val-limit", "20"], "nan"),
+        # saved bench results, edited consistently (hash re-recorded): report draws them or names the file
+        *results_cases(ids["bench"]),
+        Case("report", "report of a train artifact", ["report", t], "not a bench artifact"),
+        Case("report", "report in a workspace without benches", ["report"], "no bench artifact",
+             lambda d: shutil.rmtree(d / "ws" / ids["bench"])),
+        Case("report", "report files that cannot be re-written", ["report"], "could not re-write",
+             lambda d: ((d / "ws" / ids["bench"] / "results.csv").unlink(),
+                        (d / "ws" / ids["bench"] / "results.csv").mkdir())),
+        # user text is never markup
+        Case("markup", "[/x] as --model", ["export", "--target", "onnx", "--model", "[/x]"], "'[/x]'"),
+        Case("markup", "[red] in a model name", ["quantize", "[red]x[/red]", "--int8"], "[red]x[/red]"),
+        Case("markup", ":smile: as a model name", ["train", ":smile:"], ":smile:"),
+        Case("markup", "[/x] in the workspace path", ["report", "--workspace", "w[red]s[/x]"], "w[red]s[/x]"),
+        Case("markup", "[bold] in an artifact id", [*bench, "--model", "train-[bold]x-1"], "train-[bold]x-1",
+             renamed_copy(t, "train-[bold]x-1")),
+        Case("markup", "[/x] in a device name", [*bench, "--device", "pi[/x]"], "pi[/x]"),
+        Case("markup", "[red] in a recipe path", ["run", "[red]r.yaml"], "[red]r.yaml"),
+    ]
+
+
+def manifest_cases(ids: dict[str, str]) -> list[Case]:
+    """Malformed manifests, each met by a command that needs that artifact."""
+    t, q, onnx8 = ids["train"], ids["int8"], ids["onnx-int8"]
+    bench = ["bench", "--model", "resnet20", "--eval-limit", "20", "--min-runs", "1", "--min-seconds", "0",
+             "--warmup", "0", "--rounds", "1"]
+    export_fp32 = ["export", "--target", "onnx", "--precision", "fp32", "--verify-limit", "20", "--model"]
+    return [
+        Case("manifest", "numeric created", ["info", t], "created", edit_manifest(t, lambda m: m.update(created=1))),
+        Case("manifest", "created not a date", ["eval", t], "created",
+             edit_manifest(t, lambda m: m.update(created="yesterday"))),
+        Case("manifest", "a list", [*export_fp32, t], "JSON list", edit_manifest(t, lambda m: [m])),
+        Case("manifest", "a string", ["eval", t], "JSON str", edit_manifest(t, lambda m: "train")),
+        Case("manifest", "no kind", ["quantize", t, "--int8"], "kind",
+             edit_manifest(t, lambda m: m.pop("kind") and None)),
+        Case("manifest", "unknown kind", ["info", t], "kind", edit_manifest(t, lambda m: m.update(kind="deploy"))),
+        Case("manifest", "no files", ["info", t], "files", edit_manifest(t, lambda m: m.pop("files") and None)),
+        Case("manifest", "no model", ["eval", t], "model", edit_manifest(t, lambda m: m.pop("model") and None)),
+        Case("manifest", "truncated JSON", ["info", t], "not valid JSON", manifest_bytes(t, lambda text: text[:200])),
+        Case("manifest", "empty manifest", ["eval", t], "not valid JSON", manifest_bytes(t, lambda text: "")),
+        Case("manifest", "not UTF-8", ["info", t], "not valid JSON", manifest_bytes(t, lambda text: b"\xff\xfe{}")),
+        Case("manifest", "100,000 nested lists", ["info", t], "not valid JSON",
+             manifest_bytes(t, lambda text: "[" * 100_000 + "]" * 100_000)),
+        Case("manifest", "NaN in metrics", ["info", q], "NaN",
+             manifest_bytes(q, lambda text: text.replace('"metrics": {', '"metrics": {"x": NaN, ', 1))),
+        Case("manifest", "1e999 in metrics", ["export", "--target", "onnx", "--precision", "int8", "--model", q],
+             "inf", manifest_bytes(q, lambda text: text.replace('"metrics": {', '"metrics": {"x": 1e999, ', 1))),
+        Case("manifest", "a 70 MB manifest", ["info", t], "larger than",
+             manifest_bytes(t, lambda text: text[:-2] + ', "pad": "' + "x" * (70 << 20) + '"}')),
+        Case("manifest", "manifest.json a directory", ["info", t], "manifest.json",
+             lambda d: ((d / "ws" / t / "manifest.json").unlink(), (d / "ws" / t / "manifest.json").mkdir())),
+        Case("manifest", "manifest.json a link to /etc/passwd", ["info", t], "not valid JSON",
+             lambda d: ((d / "ws" / t / "manifest.json").unlink(),
+                        (d / "ws" / t / "manifest.json").symlink_to("/etc/passwd"))),
+        Case("manifest", "file: ../../etc/passwd", [*bench, "--target", "onnx", "--precision", "int8"],
+             "'../../../../etc/passwd'",
+             edit_manifest(onnx8, lambda m: m.update(file="../../../../etc/passwd"))),
+        Case("manifest", "../ in files", ["info", onnx8], "not a path inside",
+             edit_manifest(onnx8, lambda m: m["files"].update({"../../../../etc/passwd": "0" * 64}))),
+        Case("manifest", "absolute path in files", ["info", onnx8], "/etc/passwd",
+             edit_manifest(onnx8, lambda m: m["files"].update({"/etc/passwd": "0" * 64}))),
+        Case("manifest", "hash that is not a sha256", ["eval", t], "sha256",
+             edit_manifest(t, lambda m: m["files"].update({"model.pt": "deadbeef"}))),
+        Case("manifest", "string input_size", [*export_fp32, t], "input_size",
+             edit_manifest(t, lambda m: m["preprocessing"].update(input_size="28"))),
+        Case("manifest", "input_size 100000", ["eval", t], "input_size",
+             edit_manifest(t, lambda m: m["preprocessing"].update(input_size=100_000))),
+        Case("manifest", "std 0", [*export_fp32, t], "std",
+             edit_manifest(t, lambda m: m["preprocessing"].update(std=[0]))),
+        Case("manifest", "five mean values", ["eval", t], "mean",
+             edit_manifest(t, lambda m: m["preprocessing"].update(mean=[0.1] * 5))),
+        Case("manifest", "no preprocessing", [*export_fp32, t], "preprocessing",
+             edit_manifest(t, lambda m: m.pop("preprocessing") and None)),
+        Case("manifest", "no architecture", ["eval", t], "architecture",
+             edit_manifest(t, lambda m: m.pop("architecture") and None)),
+        Case("manifest", "num_classes a string", ["eval", t], "num_classes",
+             edit_manifest(t, lambda m: m["architecture"].update(num_classes="10"))),
+        Case("manifest", "../ in model", [*export_fp32, t], "model",
+             edit_manifest(t, lambda m: m.update(model="../../evil"))),
+        Case("manifest", "[/x] in model", ["eval", t], "a[/x]", edit_manifest(t, lambda m: m.update(model="a[/x]"))),
+        Case("manifest", "id of another directory", ["info", t], "its directory",
+             edit_manifest(t, lambda m: m.update(id="train-resnet20-other"))),
+        Case("manifest", "parent in another workspace", ["export", "--target", "onnx", "--precision", "int8",
+             "--model", q], "parent", edit_manifest(q, lambda m: m.update(parent="../../other/train-x"))),
+        Case("manifest", "parent not in the workspace", ["export", "--target", "onnx", "--precision", "int8",
+             "--model", q], "train-gone", edit_manifest(q, lambda m: m.update(parent="train-gone"))),
+        Case("manifest", "metrics a list", ["info", t], "metrics", edit_manifest(t, lambda m: m.update(metrics=[1]))),
+        Case("manifest", "classes a string", ["eval", t], "classes", edit_manifest(t, lambda m: m.update(classes="x"))),
+        Case("manifest", "export without a format", [*bench, "--target", "onnx", "--precision", "int8"], "format",
+             edit_manifest(onnx8, lambda m: m.pop("format") and None)),
+    ]
+
+
+def results_cases(bench_id: str) -> list[Case]:
+    """A bench's results.json edited consistently (its new hash recorded): `report` must name the file."""
+    def case(what: str, change: Callable[[dict], object], expect: str = "results.json") -> Case:
+        return Case("report", f"results.json: {what}", ["report", bench_id], expect,
+                    consistent(bench_id, "results.json", edit_json(change)))
+
+    def text(what: str, content: str) -> Case:
+        return Case("report", f"results.json: {what}", ["report", bench_id], "results.json",
+                    consistent(bench_id, "results.json", lambda path: content))
+
+    def row(change: Callable[[dict], object]) -> Callable[[dict], object]:
+        return lambda doc: change(doc["rows"][-1])
+
+    return [
+        text("truncated", '{"model": "resnet20", "rows": ['),
+        text("empty", ""),
+        text("a list", "[1, 2]"),
+        text("NaN", '{"rows": NaN}'),
+        case("no rows", lambda r: r.pop("rows") and None, "rows"),
+        case("rows empty", lambda r: r.update(rows=[]), "rows"),
+        case("rows a dict", lambda r: r.update(rows={}), "rows"),
+        case("a row a string", lambda r: r["rows"].append("x"), "rows"),
+        case("p50_ms a string", row(lambda x: x.update(p50_ms="fast")), "p50_ms"),
+        case("negative p50_ms", row(lambda x: x.update(p50_ms=-1.0)), "p50_ms"),
+        case("top1 above 100", row(lambda x: x.update(top1=250.0)), "top1"),
+        case("unknown status", row(lambda x: x.update(status="great")), "status"),
+        case("row without a variant", row(lambda x: x.pop("variant") and None), "variant"),
+        case("no device", lambda r: r.pop("device") and None, "device"),
+        case("method min_runs a string", lambda r: r["method"].update(min_runs="many"), "min_runs"),
+        case("warnings a string", lambda r: r.update(warnings="careful"), "warnings"),
+        case("eval.n negative", lambda r: r["eval"].update(n=-5), "eval.n"),
+        case("mode unknown", lambda r: r.update(mode="guessed"), "mode"),
+        case("estimated row without its estimate", row(lambda x: x.update(status="estimated", estimate=None)),
+             "estimate"),
+        Case("report", "results.json: 1e999 as a latency", ["report", bench_id], "inf", consistent(
+            bench_id, "results.json",
+            lambda path: path.read_text().replace('"p50_ms": ', '"p50_ms": 1e999, "was": ', 1))),
     ]
 
 
@@ -282,7 +564,12 @@ def run_case(case: Case, base: Path, index: int) -> dict:
     d = base / f"case-{index:02d}"
     shutil.copytree(base / "ws", d / "ws", symlinks=True)
     if case.prepare:
-        case.prepare(d)
+        try:
+            case.prepare(d)
+        except Exception as exc:  # noqa: BLE001 - a broken case is reported, and the others still run
+            return {"area": case.area, "what": case.what, "args": case.args, "exit": None, "ok": False,
+                    "problems": [f"prepare failed: {exc!r}"[:300]], "message": "", "new_artifacts": [], "seconds": 0}
+    damaged = set(check_workspace(d / "ws"))  # what the case damaged on purpose
     before = sorted(p.name for p in (d / "ws").iterdir())
     start = time.perf_counter()
     proc = edgeres(*case.args, workspace=d / "ws", cwd=d, timeout=300)
@@ -297,8 +584,7 @@ def run_case(case: Case, base: Path, index: int) -> dict:
         problems.append(f"message lacks {case.expect!r}")
     if (d / "PWNED").exists():
         problems.append("CODE WAS EXECUTED")
-    broken = [p for p in check_workspace(d / "ws") if not case.area == "model file" or "changed" not in p]
-    problems += broken
+    problems += [p for p in check_workspace(d / "ws") if p not in damaged]
     new = [name for name in after if name not in before and not name.startswith(".")]
     lines = [line.strip(" │╭╰─\u2500") for line in proc.stderr.splitlines()]  # Typer boxes usage errors
     message = next((line for line in lines if "rror" in line and len(line) > 8), "") or \
@@ -353,6 +639,8 @@ def main() -> None:
     passed = sum(r["ok"] for r in results)
     print(f"\n{passed} of {len(results)} bad inputs handled cleanly "
           f"({sum('traceback' in r['problems'] for r in results)} tracebacks, "
+          f"{sum('exit code 0' in r['problems'] for r in results)} wrong successes, "
+          f"{sum(any(p.startswith('message lacks') for p in r['problems']) for r in results)} unclear messages, "
           f"{sum(any('manifest' in p or 'changed' in p or 'temp' in p for p in r['problems']) for r in results)} "
           "corrupt workspaces).")
     print(f"{many['processes']} concurrent edgeres processes: exit codes {sorted(set(many['exit_codes']))}, "

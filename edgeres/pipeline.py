@@ -177,8 +177,9 @@ def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str
 
 def _saved_bench(artifact: Artifact):
     from edgeres.bench import BenchResult
+    from edgeres.report import load
 
-    return BenchResult(artifact, json.loads((artifact.path / "results.json").read_text()))
+    return BenchResult(artifact, load(artifact))
 
 
 # -- the steps --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import Artifact, Workspace
+from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 
 STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
 METHODS = STRUCTURED + ("magnitude",)
@@ -107,7 +107,7 @@ def _source(req: PruneRequest, ws: Workspace) -> Artifact:
 
     try:
         source = ws.resolve(req.model)
-    except EdgeresError:
+    except NoSuchArtifact:
         models.get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("train", model=req.model, dataset=req.dataset)
         if source is None:

@@ -104,6 +104,9 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
                     x = _augment(x, gen, max(1, x.shape[-1] // 16))
                 x = x.contiguous(memory_format=torch.channels_last)
                 loss = F.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise EdgeresError(f"training diverged in epoch {epoch + 1}: the loss is {loss.item()}",
+                                       hint="lower --lr, or check the data's normalization (--mean/--std)")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -8,8 +8,9 @@ Nothing on disk is believed unchecked. A manifest is untrusted input: it is vali
 malformed one is skipped in listings, with a warning naming it), its id must be its directory's name, and
 every path it names stays inside its artifact. An artifact's files are checked against the manifest's
 sha256 hashes before use; a hash once checked is remembered (in this process and in
-``.cache/hashes.json``) under the file's device, inode, size, mtime and ctime, so a later read costs a
-``stat``, while any write to the file, even one that sets its mtime back, makes it hashed again.
+``.cache/hashes.json``, as trusted as the manifests beside it) under the file's device, inode, size, mtime
+and ctime, so a later read costs a ``stat``, while any write to the file, even one that sets its mtime
+back, makes it hashed again.
 """
 
 from __future__ import annotations
@@ -144,9 +145,10 @@ class _Manifest(_Record):
     @classmethod
     def _files(cls, files: dict[str, str]) -> dict[str, str]:
         for name, digest in files.items():
-            _check_relative(name)
-            if name == MANIFEST or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise ValueError(f"files: {name!r} needs a sha256 (64 lowercase hex digits), not {digest!r}")
+            if _check_relative(name) == MANIFEST:
+                raise ValueError("the manifest cannot list itself among the files")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"{name!r} needs a sha256 (64 lowercase hex digits), not {digest!r}")
         return files
 
     @model_validator(mode="after")
@@ -310,7 +312,7 @@ class Artifact:
                 if name not in files:
                     raise EdgeresError(f"artifact {self.id} has no file {name!r}")
                 if not path.is_file():
-                    raise EdgeresError(f"{name} of artifact {self.id} is missing ({path})", hint=hint)
+                    raise EdgeresError(f"{name} of artifact {self.id} is missing or not a file ({path})", hint=hint)
                 if not path.resolve().is_relative_to(inside):
                     raise EdgeresError(f"{name} of artifact {self.id} leads outside the artifact "
                                        f"(to {path.resolve()})", hint=hint)
@@ -318,8 +320,9 @@ class Artifact:
                 if _SEEN.get(key) == files[name]:
                     continue
                 if sha256(path) != files[name]:
-                    raise EdgeresError(f"{name} of artifact {self.id} has changed since it was written: its sha256 "
-                                       f"does not match the manifest ({path})", hint=hint)
+                    raise EdgeresError(f"{name} of artifact {self.id} has changed since it was written (damaged, "
+                                       f"cut short or replaced: its sha256 does not match the manifest): {path}",
+                                       hint=hint)
                 if cacheable:
                     _SEEN[key] = new[key] = files[name]
         except OSError as exc:
@@ -516,7 +519,7 @@ class Workspace:
                                    hint="choose another with --workspace DIR or EDGERES_WORKSPACE")
             return []
         try:
-            return [e for e in self.root.iterdir() if not e.name.startswith(".") and (e / MANIFEST).is_file()]
+            return [e for e in self.root.iterdir() if not e.name.startswith(".") and (e / MANIFEST).exists()]
         except OSError as exc:
             raise EdgeresError(f"cannot read workspace {self.root}: {exc.strerror or exc}",
                                hint="check its permissions, or choose another with --workspace DIR") from None
@@ -574,7 +577,7 @@ class Workspace:
                                    hint=f"pass --workspace {path.resolve().parent}")
             return Artifact(path, read_manifest(path))
         try:
-            direct = _check_name(ref) and (self.root / ref / MANIFEST).is_file()
+            direct = bool(_check_name(ref)) and (self.root / ref / MANIFEST).exists()
         except (OSError, ValueError):
             direct = False
         if direct:  # the exact id: a malformed manifest is an error here, not a silent "no artifact"
@@ -627,6 +630,7 @@ class Workspace:
                     artifact.verify()
                 return artifact
         what = f"for model {ref!r} " if ref else ""
-        make = {"bench": "edgeres bench", "export": "edgeres export --target onnx"}.get(kinds[0], "edgeres train resnet18")
+        make = {"bench": "edgeres bench", "export": "edgeres export --target onnx"}.get(kinds[0],
+                                                                                         "edgeres train resnet18")
         raise NoSuchArtifact(f"no {' or '.join(kinds)} artifact {what}in workspace {self.root}",
                              hint=f"create one first, e.g. `{make}`")

@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) over what users type and write: recipes, device profiles, the CLI's
-options, and what lies in a workspace (manifests, saved bench results). Every input either works or ends in one clear ``EdgeresError`` (CLI: a message and a non-zero
-exit), never another exception. Inputs are mutations of the shipped, valid files, so that most of them
-get deep into validation instead of failing at the first key."""
+options, and what lies in a workspace (manifests, saved bench results). Every input either works or ends
+in one clear ``EdgeresError`` (CLI: a message and a non-zero exit), never another exception. Inputs are
+mutations of the shipped, valid files, so that most of them get deep into validation instead of failing
+at the first key."""
 
 from __future__ import annotations
 
@@ -98,7 +99,9 @@ def test_device_profile_schema_never_crashes(data):
     if isinstance(result, devices.Profile):
         assert result.runtimes.names() and result.description
         if result.estimate is not None:
-            assert math.isfinite(result.estimate.peak_int8_gops.value)
+            figures = [f for unit in result.estimate.units.values() for f in (
+                unit.peak_fp32_gops, unit.peak_fp16_gops, unit.peak_int8_gops, unit.memory_bandwidth_gbs) if f]
+            assert figures and all(math.isfinite(f.value) for f in figures)
 
 
 @FUZZ
@@ -228,14 +231,14 @@ def test_manifest_mutations_are_skipped_or_refused_by_name(workspace_template, d
         assert code == 0 and (ids[kind] in text if valid else str(manifest) in text), text
         code, text = _cli("info", ids[kind], workspace=ws)
         assert code == 0 or str(manifest) in text or f"artifact {ids[kind]}" in text, text
-        for args in (["report"], ["export", "--target", "onnx", "--no-verify"]):
-            code, text = _cli(*args, workspace=ws)
-            assert code == 0 or text.strip(), args
+        reader = ["report"] if kind == "bench" else ["export", "--target", "onnx", "--no-verify"]
+        code, text = _cli(*reader, workspace=ws)  # the step that would read it: a clear end, whatever it is
+        assert code == 0 or "error: " in text, text
     finally:
         shutil.rmtree(ws.parent, ignore_errors=True)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_bench_results_mutations_render_or_are_refused_by_name(workspace_template, data):
     """results.json edited consistently (its hash re-recorded, as a careful hand edit would): `report`

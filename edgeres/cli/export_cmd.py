@@ -25,6 +25,7 @@ def export(
 ) -> None:
     """Export to ONNX, OpenVINO IR and/or TFLite, and verify each file in its runtime."""
     from rich.table import Table
+    from rich.text import Text
 
     from edgeres.console import out
     from edgeres.export.step import ExportRequest, run_export
@@ -39,5 +40,5 @@ def export(
         m, v = a.manifest, a.manifest["metrics"].get("verify", {})
         table.add_row(m["format"], m["precision"], f"{m['metrics']['size_bytes'] / 1e6:.2f}",
                       f"{v['top1']:.2f}" if v else "-", f"{v['agreement']:.2f}" if v else "-",
-                      f"{v['max_abs_diff']:.3g}" if v else "-", str(a.path))
+                      f"{v['max_abs_diff']:.3g}" if v else "-", Text(str(a.path)))
     out.print(table)

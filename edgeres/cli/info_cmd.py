@@ -28,7 +28,7 @@ def info(
     table.columns[-1].no_wrap = True
     for a in ws.artifacts():
         m = a.manifest
-        test = m["metrics"].get("test")
+        test = (m.get("metrics") or {}).get("test")
         top1 = test.get("top1") if isinstance(test, dict) else None
         shown = f"{top1:.2f}" if isinstance(top1, (int, float)) and not isinstance(top1, bool) else ""
         cells = [a.kind, m["model"], m["dataset"], " ".join(filter(None, [m.get("format"), m.get("precision")])),

@@ -26,10 +26,10 @@ def run(
     result = pipeline.run(load(recipe, set_ or ()), workspace(workspace_dir), from_step, device, dry_run)
     if dry_run:
         for o in result.outcomes:
-            out.print(f"{o.step:9s} {'skip (unchanged)' if o.status == 'skipped' else 'run'}")
+            out.print(f"{o.step:9s} {'skip (unchanged)' if o.status == 'skipped' else 'run'}", markup=False)
         return
     from edgeres.report import table
 
     for bench in result.bench:
         out.print(table(bench.results))
-        out.print(f"plot: {bench.file('plot.png')}")
+        out.print(f"plot: {bench.file('plot.png')}", markup=False)

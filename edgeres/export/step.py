@@ -70,7 +70,10 @@ class Sources:
         self.ws, self.req, self.tmp = ws, req, tmp
         if picked.kind == "quantize":
             self.int8_artifact: Artifact | None = picked
-            self.float_artifact = ws.resolve(picked.manifest["parent"])
+            parent = ws.parent_of(picked)
+            if parent is None:
+                raise EdgeresError(f"{picked.id} records no FP32 parent")
+            self.float_artifact = parent
         elif picked.kind in ("train", "prune"):
             self.float_artifact = picked
             self.int8_artifact = ws.latest("quantize", where=lambda m: m.get("parent") == picked.id)
@@ -183,7 +186,7 @@ def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
     if req.output is not None and done:
         req.output.mkdir(parents=True, exist_ok=True)
         for artifact in done:
-            for f in _files_of(artifact.path / artifact.manifest["file"]):
+            for f in _files_of(artifact.file(artifact.manifest["file"])):
                 shutil.copy2(f, req.output / f"{artifact.manifest['model']}-{artifact.manifest['precision']}{f.suffix}")
     if failures:
         raise EdgeresError(f"{len(failures)} of {len(failures) + len(done)} exports failed: " + "; ".join(failures))
@@ -201,7 +204,7 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
                    architecture=source.manifest.get("architecture"), preprocessing=src.prep.to_dict(),
                    classes=source.manifest.get("classes"), data=src.images.to_manifest()) as art:
         job = ExportJob(precision, art.dir / f"model{fmt.suffix}", src.prep,
-                        src.int8_model if precision == "int8" and fmt.carries_int8_scales else src.float_model,
+                        src.int8_model if precision == "int8" else src.float_model,
                         src.float_onnx, lambda: src.calibration, src.metadata(source, fmt, precision), options)
         start = time.perf_counter()
         path = fmt.export_function()(job)
@@ -209,11 +212,10 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
         size = sum(f.stat().st_size for f in _files_of(path))
         metrics: dict = {"export_seconds": round(seconds, 2), "size_bytes": size}
         if req.verify:
-            int8_reference = precision == "int8" and fmt.carries_int8_scales
-            key = precision if fmt.carries_int8_scales or precision != "int8" else "int8-recalibrated"
-            x, y = src.verify_data
-            result = verify(path, fmt.runtime, x, y, src.reference("int8" if int8_reference else "fp32"), key)
-            result["reference"] = "torch int8" if int8_reference else "torch fp32"
+            x, y = src.verify_data  # each file against the torch model it was exported from
+            result = verify(path, fmt.runtime, x, y, src.reference("int8" if precision == "int8" else "fp32"),
+                            precision)
+            result["reference"] = "torch int8" if precision == "int8" else "torch fp32"
             metrics["verify"] = result
             metrics["test"] = {"top1": result["top1"], "n": result["n"]}
             if not result["passed"]:

@@ -17,7 +17,7 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
-from edgeres.workspace import Artifact, Workspace
+from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 
 
 @dataclass(kw_only=True)
@@ -56,7 +56,7 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
                                        trust_pickle=req.trust_pickle), ws)
     try:
         source = ws.resolve(req.model)
-    except EdgeresError:
+    except NoSuchArtifact:
         get_spec(req.model)  # an unknown name fails here, with suggestions
         source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
             ws.latest("train", model=req.model, dataset=req.dataset)
@@ -184,6 +184,7 @@ def load_quantized(artifact: Artifact) -> nn.Module:
     """The NNCF-quantized torch model of a ``quantize`` artifact."""
     from edgeres import models
 
+    artifact.verify()  # the engine reads its files by path
     arch = artifact.manifest["architecture"]
     float_model = fold_batchnorm(models.build_from_architecture(arch))
     return engine.restore(float_model, artifact.path)
