@@ -13,7 +13,6 @@ and ``info()`` says so. It is measured exactly as the variants are: by the runne
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +24,28 @@ from edgeres.errors import EdgeresError
 from edgeres.runtimes.base import Session
 
 
-class BaselineDevice(str, Enum):
-    """Where the baseline runs: ``auto`` is CUDA when torch sees a GPU, else the CPU."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+CHOICES = ("auto", "cpu", "cuda")  # --baseline; auto: CUDA when torch sees a GPU, else the CPU
 
 
-def choose_device(choice: str | BaselineDevice = BaselineDevice.auto, cuda_available: bool | None = None) -> str:
-    """``cpu`` or ``cuda`` for ``choice``; CUDA asked for where there is none is an ``EdgeresError``."""
-    try:
-        choice = BaselineDevice(choice)
-    except ValueError:
-        raise EdgeresError(f"unknown baseline device {choice!r}", hint="choose auto, cpu or cuda") from None
+def choose_device(choice: str = "auto", cuda_available: bool | None = None) -> str:
+    """``cpu`` or ``cuda`` for ``choice`` (one of ``CHOICES``); CUDA asked for where there is none is an
+    ``EdgeresError``. ``cuda_available`` defaults to what torch sees."""
+    if choice not in CHOICES:
+        raise EdgeresError(f"unknown baseline device {choice!r}", hint=f"choose {', '.join(CHOICES)}")
     available = torch.cuda.is_available() if cuda_available is None else cuda_available
-    if choice is BaselineDevice.cuda and not available:
+    if choice == "cuda" and not available:
         raise EdgeresError(f"--baseline cuda: CUDA is not available here (torch {torch.__version__}, "
                            f"built for CUDA {torch.version.cuda or 'none'})",
                            hint="use --baseline cpu (or auto), or run on a machine with an NVIDIA GPU and a CUDA "
                                 "build of torch")
-    if choice is BaselineDevice.auto:
+    if choice == "auto":
         return "cuda" if available else "cpu"
-    return choice.value
+    return choice
 
 
 def device() -> str:
     """Where the baseline runs by default: ``cuda`` when available, else ``cpu``."""
-    return choose_device(BaselineDevice.auto)
+    return choose_device("auto")
 
 
 def label(where: str, precision: str = "fp32") -> str:

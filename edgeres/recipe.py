@@ -90,7 +90,7 @@ class BenchStep(_Strict):
     targets: Optional[list[Literal["onnx", "openvino", "tflite"]]] = Field(None, min_length=1,
                                                                           description="None: this run's exports")
     precisions: Optional[list[Literal["fp32", "fp16", "int8"]]] = Field(None, min_length=1)
-    eval_limit: Optional[int] = Field(1000, ge=1)
+    eval_limit: Optional[int] = Field(None, ge=1, description="None: 1000, or the device's emulation cap")
     estimate: bool = False
     emulate: bool = False
     threads: Optional[int] = Field(None, ge=1, le=1024)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeres import data, models
-from edgeres.console import progress, say
+from edgeres.console import console, progress, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, Workspace
@@ -121,6 +121,9 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
                 if best is not None and record["val_top1"] > best[0]:
                     best = (record["val_top1"], copy.deepcopy(model.state_dict()))
             history.append(record)
+            if not console.is_terminal:  # a log or CI gets one line per epoch; a terminal has the bar
+                val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
+                say(f"{description}: epoch {epoch + 1}/{config.epochs}, loss {record['loss']:.4f}{val}")
     if best is not None:
         model.load_state_dict(best[1])
     return history

@@ -39,8 +39,11 @@ def test_every_shipped_profile_validates_with_sourced_figures():
         if profile.connection.type == "ssh":
             assert profile.estimate is not None, name  # unreachable devices can still be estimated
         if profile.estimate is not None:
-            for figure in profile.estimate.model_dump(exclude_none=True).values():
-                assert figure["value"] > 0 and len(figure["source"]) > 10
+            for unit in profile.estimate.units.values():
+                figures = unit.model_dump(exclude_none=True, exclude={"description", "compiled_for"})
+                for figure in figures.values():
+                    assert figure["value"] > 0 and len(figure["source"]) > 10
+        assert profile.verified_on_hardware == (name == "cpu")  # the others have never run on their hardware
     assert profiles["raspberrypi"].connection.host == "raspberrypi.local"
     assert profiles["raspberrypi"].connection.user == "pi"
     assert profiles["intel-npu"].runtimes.openvino.device == "NPU"
@@ -60,6 +63,13 @@ def test_every_shipped_profile_validates_with_sourced_figures():
     (GOOD.replace("  onnxruntime: {provider: CPUExecutionProvider}\n", "  {}\n"),
      ["runtimes: name at least one runtime"]),
     (GOOD + "estimate: {peak_fp32_gops: {value: 1}}\n", ["estimate.peak_fp32_gops.source", "missing key"]),
+    (GOOD + "estimate: {peak_fp32_gops: {value: 1, source: a}, colour: red}\n",
+     ["unknown key 'estimate.colour'", "peak_int8_gops"]),
+    (GOOD + "estimate: {units: {cpu: {description: c, peak_fp32_gops: {value: 1, source: a}}}}\n",
+     ["estimate.units.cpu.memory_bandwidth_gbs", "missing key"]),
+    (GOOD + "estimate:\n  units: {cpu: {description: c, peak_fp32_gops: {value: 1, source: a}, memory_bandwidth_gbs: "
+     "{value: 1, source: a}, compute_efficiency: {value: 0.5, source: a}}}\n  runs_on: {tflite: gpu}\n",
+     ["runs_on['tflite'] names unit 'gpu'", "units: cpu"]),
     ("description: [oops\n", ["not valid YAML", "line"]),
     ("- a list\n", ["mapping"]),
     (GOOD + "name: other\n", ["unknown key 'name'"]),
@@ -132,17 +142,46 @@ def test_estimate_is_labelled_and_follows_the_roofline():
     resnet18 = {"macs": 1.82e9, "params": 11.7e6}
     fp32 = estimate_latency_ms(pi5, weight_bytes=None, precision="fp32", **resnet18)
     int8 = estimate_latency_ms(pi5, weight_bytes=None, precision="int8", **resnet18)
-    assert fp32["label"] == int8["label"] == "estimated"
+    assert fp32["label"] == int8["label"] == "estimated" and fp32["unit"] == "cpu"
     assert fp32["latency_ms"] == max(fp32["compute_ms"], fp32["memory_ms"])
     assert int8["latency_ms"] < fp32["latency_ms"]
     assert fp32["assumptions"] and "derived" in fp32["sources"]["peak_gops"]["source"]
-    # The Edge TPU streams weights over PCIe: a large model is memory-bound there.
-    coral = estimate_latency_ms(devices.get("coral-edgetpu"), 4.1e9, 25.6e6, 25.6e6, "int8")
-    assert coral["bound"] == "memory"
     with pytest.raises(EdgeresError, match="no estimate figures"):
         estimate_latency_ms(devices.get("cpu"), 1e9, 1e6, None, "fp32")
     with pytest.raises(EdgeresError, match="precision"):
         estimate_latency_ms(pi5, 1e9, 1e6, None, "int4")
+
+
+def test_each_row_is_priced_on_the_unit_that_runs_it():
+    """Jetson: TFLite on its CPU, onnxruntime on its GPU. Qualcomm: only int8 on the NPU. Coral: only files
+    that edgetpu_compiler compiled on the Edge TPU, everything else on the board's CPU (not at PCIe speed)."""
+    jetson, qualcomm, coral = (devices.get(n).estimate for n in ("jetson-orin-nano", "qualcomm-npu", "coral-edgetpu"))
+    assert [jetson.unit_for(r, "fp32") for r in ("onnxruntime", "tflite")] == ["gpu", "cpu"]
+    assert [qualcomm.unit_for("onnxruntime", p) for p in ("fp32", "fp16", "int8")] == ["cpu", "cpu", "npu"]
+    edgetpu = frozenset({"edgetpu"})
+    assert [coral.unit_for("tflite", "int8"), coral.unit_for("tflite", "int8", edgetpu)] == ["cpu", "edgetpu"]
+    resnet50 = (4.1e9, 25.6e6, 25.6e6)
+    on_tpu = estimate_latency_ms(devices.get("coral-edgetpu"), *resnet50, "int8", unit="edgetpu")
+    on_cpu = estimate_latency_ms(devices.get("coral-edgetpu"), *resnet50, "int8", unit="cpu")
+    assert on_tpu["bound"] == "memory"  # the Edge TPU streams weights beyond 8 MB over PCIe
+    assert on_cpu["bound"] == "compute" and on_cpu["latency_ms"] > on_tpu["latency_ms"]
+    assert "Cortex-A53" in on_cpu["unit_description"] and "Edge TPU" in on_tpu["unit_description"]
+    with pytest.raises(EdgeresError, match="has no peak_fp32_gops"):  # the Edge TPU computes in int8 only
+        estimate_latency_ms(devices.get("coral-edgetpu"), *resnet50, "fp32", unit="edgetpu")
+    tflite_cpu = estimate_latency_ms(devices.get("jetson-orin-nano"), 1.82e9, 11.7e6, None, "fp32", unit="cpu")
+    onnx_gpu = estimate_latency_ms(devices.get("jetson-orin-nano"), 1.82e9, 11.7e6, None, "fp32", unit="gpu")
+    assert tflite_cpu["sources"]["peak_gops"]["value"] == 144 and onnx_gpu["sources"]["peak_gops"]["value"] == 1280
+
+
+def test_a_flat_estimate_of_an_older_profile_is_one_unit(tmp_path):
+    flat = ("estimate:\n  peak_fp32_gops: {value: 10, source: s}\n  peak_int8_gops: {value: 40, source: s}\n"
+            "  memory_bandwidth_gbs: {value: 5, source: s}\n  compute_efficiency: {value: 0.5, source: s}\n")
+    profile = devices.load(write(tmp_path, "old", GOOD + flat))
+    assert list(profile.estimate.units) == ["device"] and profile.estimate.unit_for("onnxruntime", "int8") == "device"
+    result = estimate_latency_ms(profile, 1e9, 1e6, None, "fp16")  # no fp16 figure: the fp32 rate, said so
+    assert result["compute_ms"] == pytest.approx(2 * 1e9 / (10e9 * 0.5) * 1e3)
+    assert any("fp16 computed at its fp32 rate" in a for a in result["assumptions"])
+    assert profile.verified_on_hardware is False  # a profile says it has run on its hardware, or it has not
 
 
 def test_devices_command_lists_every_profile(tmp_path):
@@ -153,7 +192,7 @@ def test_devices_command_lists_every_profile(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in SHIPPED:
         assert name in result.stdout
-    assert "usable here" in result.stdout
+    assert "usable here" in result.stdout and "not yet" in result.stdout  # profiles never run on their hardware
     result = run_cli("devices", "--devices-dir", str(bad))
     assert result.returncode == 1 and "unknown key 'colour'" in result.stderr
     assert "Traceback" not in result.stderr

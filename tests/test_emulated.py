@@ -117,7 +117,8 @@ def _bench(workspace: Path, *args: str) -> tuple[dict, str, str, str]:
     results = json.loads((bench.path / "results.json").read_text())
     assert results["mode"] == "emulated" and len(results["rows"]) == 2
     row = results["rows"][1]
-    assert row["status"] == "emulated" and row["p50_ms"] is None and row["speedup"] is None  # no device latency
+    assert row["status"] == row["latency_kind"] == "emulated"
+    assert row["p50_ms"] is None and row["speedup"] is None and row["speedup_vs_fp32"] is None  # no device latency
     assert row["estimated_p50_ms"] > 0 and row["emulated_p50_ms"] > 0 and row["n"] == EVAL
     return row, (bench.path / "results.csv").read_text(), (bench.path / "results.md").read_text(), proc.stdout
 
@@ -128,6 +129,26 @@ def test_bench_emulate_raspberrypi_labels_every_output(exported, arm64_root):
     assert row["host_agreement"] == 100.0 and row["host_top1"] == row["top1"]  # the x86 run of the same file
     assert ",emulated," in csv and "## Emulated rows" in md and "| emulated (qemu-aarch64" in md
     assert "emulated (qemu-aarch64" in stdout and "emulated (qemu-aarch64, cortex-a72)" in md
+
+
+def test_raspberrypi_without_a_board_runs_its_emulation_on_a_stated_number_of_images(exported, arm64_root):
+    """The mission's command with no Pi but the emulation root here: the plan first, then every row emulated
+    on the profile's default cap of test images (said so), every latency an estimate in its own field."""
+    from edgeres.workspace import Workspace
+
+    proc = run_cli("bench", "--device", "raspberrypi", "--warmup", "1", "--min-runs", "3", "--min-seconds", "0",
+                   workspace=exported["workspace"])
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stderr + proc.stdout
+    cap = devices.get("raspberrypi").emulation.max_eval_images
+    assert said.index("plan: 2 row(s) on raspberrypi") < said.index("expected: about") < said.index("measuring")
+    assert f"{cap} test images (the device's default cap, --eval-limit raises it)" in said
+    results = json.loads((Workspace(exported["workspace"]).latest("bench").path / "results.json").read_text())
+    assert results["mode"] == "emulated" and results["eval"]["n"] == cap and results["method"]["rounds"] == 1
+    assert any(f"evaluates {cap} test images by default" in w for w in results["warnings"])
+    for row in results["rows"][1:]:
+        assert row["latency_kind"] == "emulated" and row["p50_ms"] is None and row["estimated_p50_ms"] > 0
+        assert row["n"] == cap and row["profile_verified"] is False
 
 
 def test_qnn_htp_emulator_agrees_with_the_cpu_ep_and_reports_the_partitioning(exported):
@@ -145,6 +166,10 @@ def test_qnn_htp_emulator_agrees_with_the_cpu_ep_and_reports_the_partitioning(ex
         "Gemm /linear/Gemm"]
     assert part["on_cpu"] == len(part["cpu_nodes"]) and part["nodes"] > part["on_cpu"]
     assert "## Partitioning of onnx int8 on QNNExecutionProvider" in md and ",emulated," in csv
+    assert row["offload"] == {"unit": "QNNExecutionProvider", "source": "onnxruntime's profiler",
+                              "subgraphs": part["subgraphs"], "ops": part["nodes"], "on_cpu": part["on_cpu"]}
+    assert row["estimate"]["unit"] == "npu" and row["unit"] == "Hexagon NPU (HTP)"  # int8 is priced on the NPU
+    assert f"QNNExecutionProvider took {part['nodes'] - part['on_cpu']} of {part['nodes']} nodes" in md
 
 
 def test_operators_the_npu_cannot_take_fall_back_and_are_reported(tmp_path):

@@ -43,8 +43,8 @@ def tflite_ops(path: Path | str) -> list[str] | None:
             custom = code.CustomCode()
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # the schema keeps both fields
             codes.append(custom.decode("utf-8", "replace") if custom else names.get(builtin, f"builtin {builtin}"))
-        return [codes[graph.Operators(j).OpcodeIndex()] for graph in map(model.Subgraphs, range(model.SubgraphsLength()))
-                for j in range(graph.OperatorsLength())]
+        graphs = [model.Subgraphs(i) for i in range(model.SubgraphsLength())]
+        return [codes[graph.Operators(j).OpcodeIndex()] for graph in graphs for j in range(graph.OperatorsLength())]
     except Exception:  # noqa: BLE001 - a truncated or foreign file: the runtime itself will say what is wrong
         return None
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -8,15 +9,31 @@ from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, WorkspaceOpt, work
 from edgeres.cli.devices_cmd import DevicesDirOpt
 
 
+class BaselineDevice(str, Enum):
+    """Where the FP32 baseline runs (``edgeres.baseline.choose_device``)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 def bench(
-    device: Annotated[str, typer.Option(help="Device profile name (see `edgeres devices`) or a profile .yaml.")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="Device profile name (see `edgeres devices`) or a profile .yaml.")] = "cpu",
     model: Annotated[Optional[str], typer.Option(
         help="Artifact id/path or model name; default: the lineage of the newest export.")] = None,
     target: Annotated[Optional[list[str]], typer.Option(
         help="Formats to measure: onnx, openvino, tflite or all (repeatable); default: all.")] = None,
     precision: Annotated[Optional[list[str]], typer.Option(
         help="fp32, fp16, int8 or all (repeatable); default: all.")] = None,
-    eval_limit: Annotated[int, typer.Option(min=1, help="Test images for top-1 (a seeded subset).")] = 1000,
+    export: Annotated[Optional[list[str]], typer.Option(
+        "--export", help="Measure exactly this export artifact (id or path; repeatable) instead of the newest "
+        "export per format and precision.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(
+        min=1, help="Test images for top-1 (a seeded subset); default 1000, or the device's stated cap where its "
+        "emulator is slow (this raises it).")] = None,
+    baseline: Annotated[BaselineDevice, typer.Option(
+        help="Where the FP32 PyTorch baseline runs: auto (CUDA when available), cpu or cuda.")] = BaselineDevice.auto,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads per runtime; default: the profile's, "
                                                               "else every core.")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Estimate latency from the profile's figures "
@@ -43,8 +60,10 @@ def bench(
 
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
                                 "rounds": rounds}.items() if v is not None}
-    request = BenchRequest(device, model, target, precision, eval_limit, threads, estimate, method, devices_dir, data,
-                           emulate=emulate, trust_new_host=trust_new_host)
+    request = BenchRequest(device=device, model=model, exports=export, targets=target, precisions=precision,
+                           eval_limit=eval_limit, threads=threads, baseline=baseline.value, estimate=estimate,
+                           method=method, devices_dir=devices_dir, data_dir=data, emulate=emulate,
+                           trust_new_host=trust_new_host)
     result = run_bench(request, workspace(workspace_dir))
     out.print(table(result.results))
     for warning in result.results["warnings"]:

@@ -38,7 +38,7 @@ def devices(
     builtin = dev.builtin_dir()
     with ThreadPoolExecutor(max_workers=8) as pool:  # ssh reachability checks wait on the network
         checks = dict(zip(profiles, pool.map(dev.usable, profiles.values())))
-    table = Table("name", "description", "arch", "connection", "runtimes", "usable here", "why")
+    table = Table("name", "description", "arch", "connection", "runtimes", "run on its hardware", "usable here", "why")
     for name, profile in profiles.items():
         runtimes = []
         for runtime in profile.runtimes.names():
@@ -50,6 +50,10 @@ def devices(
         if profile.emulation is not None:
             reason += f"; --emulate: {dev.usable(dev.emulated(profile))[1]}"
         label = name if profile.path.parent == builtin else f"{name} [dim](user)[/]"
+        verified = "yes" if profile.verified_on_hardware else "[yellow]not yet[/]"
         table.add_row(label, profile.description, profile.arch, profile.describe_connection(), "\n".join(runtimes),
-                      "[green]yes[/]" if ok else "[red]no[/]", reason)
+                      verified, "[green]yes[/]" if ok else "[red]no[/]", reason)
     out.print(table)
+    if any(not p.verified_on_hardware for p in profiles.values()):
+        out.print("run on its hardware: [yellow]not yet[/] = the profile has never been run on the real device: its "
+                  "settings and estimate figures are unchecked there (verified_on_hardware in the profile)")
