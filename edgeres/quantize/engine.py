@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ ESTIMATORS = {
 # without; ResNet-20: 0.30 pp vs a 0.10 pp gain; benchmarks/RESULTS.md), hence "none" by default.
 BIAS_CORRECTION = ("none", "fast")
 CALIB_BATCH = 32
+
+
+# NNCF compiles its CPU kernels on first use, which takes minutes on two busy cores; past its default
+# limit of 60 s the build becomes an error. Wait longer unless the user set a limit.
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
 
 
 def _quiet_nncf() -> None:
