@@ -1,7 +1,9 @@
 """The one table of export formats: it drives export, verification and benchmarking.
 
 A new format is one exporter module plus one row here: the exporter module has
-``export(job: ExportJob) -> Path`` and the runtime named here can open its files.
+``export(job: ExportJob) -> Path`` and the runtime named here can open its files. Every format's int8 file
+is the quantize artifact's model (``ExportJob.torch_model``) with its quantizers' scales and zero points;
+none calibrates int8 on its own.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ class Format:
     exporter: str  # module with export(job) -> Path
     description: str
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)  # option -> allowed values
-    carries_int8_scales: bool = True  # False: the converter calibrates int8 itself (from our images)
 
     def export_function(self) -> Callable[["ExportJob"], Path]:
         return importlib.import_module(self.exporter).export
@@ -40,8 +41,8 @@ FORMATS: dict[str, Format] = {
     "openvino": Format("openvino", ".xml", PRECISIONS, "openvino", "edgeres.export.openvino",
                        "OpenVINO IR (.xml + .bin)"),
     "tflite": Format("tflite", ".tflite", PRECISIONS, "tflite", "edgeres.export.tflite",
-                     "TFLite flatbuffer, NHWC (LiteRT / tflite-runtime)", options={"io": ("int8", "float")},
-                     carries_int8_scales=False),
+                     "TFLite flatbuffer, NHWC (LiteRT / tflite-runtime); int8 with the quantizer's scales",
+                     options={"io": ("int8", "float")}),
 }
 
 
@@ -61,6 +62,6 @@ class ExportJob:
     preprocessing: Preprocessing
     torch_model: Any  # nn.Module: float for fp32/fp16; NNCF-quantized for int8 from a quantize artifact
     float_onnx: Callable[[], Path]  # lazily exported fp32 ONNX of the float model (dynamic batch)
-    calibration: Callable[[], np.ndarray]  # NCHW float32 calibration images, preprocessed
+    calibration: Callable[[], np.ndarray]  # NCHW float32 images, preprocessed (TFLite int8: the logits' range)
     metadata: dict[str, str]  # to embed in the file: preprocessing, labels, parent, edgeres version
     options: dict[str, Any] = field(default_factory=dict)
