@@ -17,7 +17,8 @@ def export(
     io: Annotated[Optional[str], typer.Option(help="TFLite int8 input/output tensors: int8 or float.")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run and check every exported file.")] = True,
     verify_limit: Annotated[int, typer.Option(help="Test images used for verification.")] = 500,
-    calib_samples: Annotated[int, typer.Option(help="Calibration images for converters that calibrate.")] = 200,
+    calib_samples: Annotated[int, typer.Option(min=1, max=100000, help="Calibration images for the one range the "
+                                               "quantize artifact lacks: TFLite io=int8 logits.")] = 200,
     output: Annotated[Optional[Path], typer.Option(help="Also copy the exported files into this directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files in --output.")] = False,
     data: DataDirOpt = None,
