@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 from edgeres.yamlfile import read_mapping
 
 ENV_DIR = "EDGERES_DEVICES"
@@ -416,10 +416,6 @@ def runtime_options(profile: Profile, runtime: str, threads: int | None = None) 
 
 
 # -- can it run here, now? ----------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _runtime_here(runtime: str, settings: Any) -> tuple[bool, str]:
     """Whether ``runtime`` with its delegate / provider / device is present in this Python."""
     if runtime == "torch":
@@ -450,7 +446,7 @@ def _runtime_here(runtime: str, settings: Any) -> tuple[bool, str]:
 
             devices = ov.Core().available_devices
         except Exception as exc:  # ImportError, or a broken plugin setup raising RuntimeError
-            return False, f"openvino is not usable: {_first_line(exc)}"
+            return False, f"openvino is not usable: {first_line(exc, 200)}"
         if settings.device not in devices:
             return False, f"OpenVINO has no {settings.device} device here (has: {', '.join(devices)})"
         return True, f"openvino ({settings.device})"

@@ -15,3 +15,12 @@ class EdgeresError(Exception):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base}\n  hint: {self.hint}" if self.hint else base
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """A one-line summary of ``exc`` for a message: the first non-blank line of its text, cut to ``limit``
+    characters; the exception's type name when the text is empty (``str(exc)`` may be ``""``)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__

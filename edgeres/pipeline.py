@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeres.console import say
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 from edgeres.recipe import Recipe
 from edgeres.workspace import Artifact, Workspace
 
@@ -65,7 +65,7 @@ class _State:
             for artifact in found:
                 artifact.verify()
         except EdgeresError as exc:
-            say(f"not reusing an earlier result: {str(exc).splitlines()[0] if str(exc) else 'it is gone'}")
+            say(f"not reusing an earlier result: {first_line(exc) if str(exc).strip() else 'it is gone'}")
             return None  # deleted or damaged: run the step again
         if any(a.kind == "bench" and a.manifest.get("mode", "measured") != "measured" for a in found):
             return None

@@ -40,7 +40,7 @@ from torch import nn
 
 from edgeres import data, models
 from edgeres.console import say
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 
@@ -244,7 +244,7 @@ def _pruner(model: nn.Module, example: torch.Tensor, family: str, req: PruneRequ
             pruning_ratio=req.ratio, iterative_steps=req.iterative, ignored_layers=_fixed_layers(model, family),
             round_to=req.round_to, max_pruning_ratio=0.9 if req.global_pruning else 1.0)
     except Exception as exc:  # DepGraph raises many types on graphs it cannot trace
-        raise EdgeresError(f"cannot trace the model for pruning: {str(exc).splitlines()[0][:200]}") from None
+        raise EdgeresError(f"cannot trace the model for pruning: {first_line(exc, 200)}") from None
     if not req.global_pruning:
         _check_feasible(pruner, {m: n for n, m in model.named_modules()}, req.ratio, req.round_to)
     return pruner

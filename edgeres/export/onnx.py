@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 from edgeres.export.formats import ExportJob
 
 OPSET = 17
@@ -33,7 +33,7 @@ def torch_to_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...]) ->
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         except Exception as exc:  # the exporter raises many types; name the failure, keep no file
             path.unlink(missing_ok=True)
-            raise EdgeresError(f"ONNX export failed: {str(exc).splitlines()[0][:300]}") from None
+            raise EdgeresError(f"ONNX export failed: {first_line(exc)}") from None
     return path
 
 
@@ -56,7 +56,7 @@ def _finish(model, job: ExportJob) -> Path:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise EdgeresError(f"exported ONNX model is invalid: {str(exc).splitlines()[0][:300]}") from None
+        raise EdgeresError(f"exported ONNX model is invalid: {first_line(exc)}") from None
     onnx.save(model, str(job.out_path))
     return job.out_path
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 from edgeres.export.formats import ExportJob
 
 
@@ -33,7 +33,7 @@ def export(job: ExportJob) -> Path:
     except Exception as exc:  # OpenVINO raises RuntimeError/OpConversionFailure with long texts
         job.out_path.unlink(missing_ok=True)
         job.out_path.with_suffix(".bin").unlink(missing_ok=True)
-        raise EdgeresError(f"OpenVINO conversion failed: {str(exc).strip().splitlines()[0][:300]}") from None
+        raise EdgeresError(f"OpenVINO conversion failed: {first_line(exc)}") from None
     finally:
         if job.precision == "int8":
             source.unlink(missing_ok=True)

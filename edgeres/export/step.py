@@ -151,7 +151,7 @@ def _files_of(path: Path) -> list[Path]:
     return [path, companion] if path.suffix == ".xml" and companion.exists() else [path]
 
 
-def _check_output(req: ExportRequest, formats: list[Format]) -> None:
+def _check_output(req: ExportRequest) -> None:
     if req.output is None:
         return
     if req.output.exists() and not req.output.is_dir():
@@ -166,7 +166,7 @@ def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
     from edgeres.train import set_threads
 
     formats, precisions = _validate(req)
-    _check_output(req, formats)
+    _check_output(req)
     set_threads()
     picked = ws.pick(req.model, ("quantize", "prune", "train"))
     done: list[Artifact] = []

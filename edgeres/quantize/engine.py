@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 
 # Range estimators offered to users -> NNCF's presets (activations; weights always use min/max).
 ESTIMATORS = {
@@ -159,5 +159,5 @@ def restore(float_model: nn.Module, directory: Path) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise EdgeresError(f"quantized weights in {directory} do not fit: {str(exc).splitlines()[0]}") from None
+        raise EdgeresError(f"quantized weights in {directory} do not fit: {first_line(exc)}") from None
     return model.eval()

@@ -11,6 +11,15 @@ class RuntimeUnavailable(Exception):
     """The runtime, its delegate / execution provider / device, or the model file cannot be used here."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """``edgeres.errors.first_line``, here too because this package runs on devices without edgeres: the
+    first non-blank line of ``exc``'s text, cut to ``limit``; its type name when the text is empty."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
+
+
 class Session:
     """A loaded model. ``run`` maps an NCHW float32 batch to float32 logits."""
 

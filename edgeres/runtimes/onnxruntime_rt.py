@@ -20,15 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .base import RuntimeUnavailable, Session
+from .base import RuntimeUnavailable, Session, first_line
 from .ort_partition import partitioning, read_graph
 
 CPU = "CPUExecutionProvider"
 QNN = "QNNExecutionProvider"
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _qnn_plugin(ort, provider_options: dict[str, str]) -> tuple[list, dict[str, str]] | None:
@@ -43,7 +39,7 @@ def _qnn_plugin(ort, provider_options: dict[str, str]) -> tuple[list, dict[str, 
         try:
             ort.register_execution_provider_library(name, onnxruntime_qnn.get_library_path())
         except Exception as exc:  # onnxruntime raises its own types
-            raise RuntimeUnavailable(f"cannot load onnxruntime-qnn's execution provider: {_first_line(exc)}") from None
+            raise RuntimeUnavailable(f"cannot load onnxruntime-qnn's execution provider: {first_line(exc)}") from None
     options = dict(provider_options)
     bundled = Path(onnxruntime_qnn.get_qnn_htp_path()).parent / options.get("backend_path", "libQnnHtp.so")
     if "/" not in options.get("backend_path", "") and bundled.is_file():
@@ -75,7 +71,7 @@ class OnnxRuntimeSession(Session):
         try:
             nodes, inputs = read_graph(path) if provider != CPU else ([], [])
         except (OSError, ValueError, IndexError) as exc:
-            raise RuntimeUnavailable(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
+            raise RuntimeUnavailable(f"onnxruntime cannot load {path.name}: {first_line(exc)}") from None
         self._fixed_batch = provider == QNN
         for name in {d for dims in inputs for d in dims if isinstance(d, str)} if self._fixed_batch else ():
             options.add_free_dimension_override_by_name(name, 1)
@@ -93,7 +89,7 @@ class OnnxRuntimeSession(Session):
             self._input = self._session.get_inputs()[0].name
             self.partitioning = self._profile(nodes, provider) if profile_dir else None
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise RuntimeUnavailable(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
+            raise RuntimeUnavailable(f"onnxruntime cannot load {path.name}: {first_line(exc)}") from None
         finally:
             if profile_dir:
                 shutil.rmtree(profile_dir, ignore_errors=True)

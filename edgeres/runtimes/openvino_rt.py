@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import RuntimeUnavailable, Session
+from .base import RuntimeUnavailable, Session, first_line
 
 
 class OpenVinoSession(Session):
@@ -36,7 +36,7 @@ class OpenVinoSession(Session):
             model = core.read_model(str(path))
             self._compiled = core.compile_model(model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with long multi-line texts
-            raise RuntimeUnavailable(f"OpenVINO cannot load {path.name}: {str(exc).strip().splitlines()[0][:300]}") from None
+            raise RuntimeUnavailable(f"OpenVINO cannot load {path.name}: {first_line(exc)}") from None
         self._request = self._compiled.create_infer_request()
         self.device = device
         self.version = ov.__version__

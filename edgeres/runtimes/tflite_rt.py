@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import RuntimeUnavailable, Session
+from .base import RuntimeUnavailable, Session, first_line
 
 _PACKAGES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow")
 
@@ -38,10 +38,6 @@ def _interpreter_api() -> tuple[str, Any, Any, str]:
     raise RuntimeUnavailable("no TFLite interpreter is installed (pip install ai-edge-litert, or tflite-runtime)")
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 class TFLiteSession(Session):
     runtime = "tflite"
 
@@ -53,13 +49,13 @@ class TFLiteSession(Session):
                 ctypes.CDLL(delegate)  # first, as a failing load_delegate also prints a spurious traceback
                 delegates.append(load_delegate(delegate))
             except (ValueError, OSError, RuntimeError) as exc:
-                raise RuntimeUnavailable(f"cannot load the TFLite delegate {delegate}: {_first_line(exc)}") from None
+                raise RuntimeUnavailable(f"cannot load the TFLite delegate {delegate}: {first_line(exc)}") from None
         try:
             self._interpreter = interpreter_class(model_path=str(path), num_threads=threads,
                                                   experimental_delegates=delegates or None)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise RuntimeUnavailable(f"TFLite cannot load {path.name}: {_first_line(exc)}") from None
+            raise RuntimeUnavailable(f"TFLite cannot load {path.name}: {first_line(exc)}") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         batch = int(self._input["shape_signature"][0])
