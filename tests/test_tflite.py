@@ -233,9 +233,10 @@ def _agreement(logits: np.ndarray, reference: np.ndarray, images: np.ndarray | N
 @pytest.mark.parametrize("name", ["ptq", "qat"])
 def test_int8_agrees_with_the_torch_int8_model_as_well_as_onnx(int8, name):
     """On the same 500 images. The io=float file computes what the ONNX file does (int8 layers, float
-    logits): agreement at least the ONNX file's, logits as close to torch. The io=int8 file also rounds the
-    logits to one int8 step, which decides images whose top-2 logits are closer than that: it is held to
-    the ONNX file's agreement on the images it can resolve (top-2 margin over two steps)."""
+    logits), with TFLite's own fixed-point requantization: agreement within two images of the ONNX file's,
+    logits as close to torch. The io=int8 file also rounds the logits to one int8 step, which decides images
+    whose top-2 logits are closer than that: it is held to the ONNX file's agreement, within two images, on
+    the images it can resolve (top-2 margin over two steps)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edgeres.quantize.sensitivity import logits_of
@@ -245,13 +246,15 @@ def test_int8_agrees_with_the_torch_int8_model_as_well_as_onnx(int8, name):
     run = {key: open_session(_file(int8.exports[f"{name}-{key}"]), threads=2).run_batched(int8.x)
            for key in ("onnx", "tflite", "tflite-float-io")}
     onnx, float_io, int8_io = (_agreement(run[k], reference) for k in ("onnx", "tflite-float-io", "tflite"))
-    assert float_io >= max(onnx, 0.97), f"TFLite (io=float) {float_io:.2%} vs ONNX {onnx:.2%}"
+    two_images = 2 / len(reference)  # rounding differs between the runtimes: a near-tie or two may flip
+    assert float_io >= max(onnx - two_images, 0.97), f"TFLite (io=float) {float_io:.2%} vs ONNX {onnx:.2%}"
     assert np.abs(run["tflite-float-io"] - reference).mean() <= 1.25 * np.abs(run["onnx"] - reference).mean()
     step = Interpreter(str(_file(int8.exports[f"{name}-tflite"]))).get_output_details()[0]["quantization"][0]
     top2 = np.sort(reference, axis=1)[:, -2:]
     resolvable = top2[:, 1] - top2[:, 0] > 2 * step
     assert resolvable.mean() >= 0.9 and int8_io >= 0.97
-    assert _agreement(run["tflite"], reference, resolvable) >= _agreement(run["onnx"], reference, resolvable)
+    assert (_agreement(run["tflite"], reference, resolvable)
+            >= _agreement(run["onnx"], reference, resolvable) - 2 / resolvable.sum())
     for key in ("onnx", "tflite", "tflite-float-io"):  # what `export` verified, on its own 300 images
         verified = int8.exports[f"{name}-{key}"].manifest["metrics"]["verify"]
         assert verified["reference"] == "torch int8" and verified["threshold"] == 97.0 and verified["passed"]
