@@ -143,17 +143,25 @@ def title(results: dict[str, Any]) -> str:
 
 def table(results: dict[str, Any]):
     """A rich table of every row; baseline first, estimated rows marked, failures in red."""
-    from rich.table import Table
     from rich.text import Text
 
+    from edgeres.console import table as results_table
+
     results = upgrade(results)
-    t = Table(*COLUMNS, title=f"edgeres bench: {title(results)}", caption=_method_text(results),
-              caption_justify="left")
+    t = results_table(*COLUMNS, title=Text(f"edgeres bench: {title(results)}"),
+                      caption=Text(_method_text(results)))  # Text: names from results.json are not markup
     for row in results["rows"]:
         style = {"failed": "red", "estimated": "yellow", "emulated": "cyan"}.get(
             row["status"], "bold" if row["role"] == "baseline" else "")
         t.add_row(*map(Text, cells(row)), style=style or None)  # Text: error messages are not markup
     return t
+
+
+def document(artifact, results: dict[str, Any]) -> dict[str, Any]:
+    """What ``bench --json`` and ``report --json`` print: the bench artifact's id and directory, its report
+    files by kind, and its results as ``results.json`` holds them (rows in their current form)."""
+    return {"artifact": artifact.id, "path": str(artifact.path),
+            "files": {kind: str(artifact.path / name) for kind, name in FILES.items()}, "results": upgrade(results)}
 
 
 def to_json(results: dict[str, Any]) -> str:

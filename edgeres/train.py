@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeres import data, models
-from edgeres.console import console, progress, say
+from edgeres.console import progress, progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, Workspace
@@ -94,7 +94,7 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
         start = evaluate(model, val_ds)["top1"]
         history.append({"epoch": 0, "val_top1": start})
         best = (start, copy.deepcopy(model.state_dict()))
-    with progress() as bar:
+    with progress(log=False) as bar:  # one line per epoch, below
         task = bar.add_task(description, total=config.epochs * steps_per_epoch, status="")
         for epoch in range(config.epochs):
             model.train()
@@ -121,9 +121,8 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
                 if best is not None and record["val_top1"] > best[0]:
                     best = (record["val_top1"], copy.deepcopy(model.state_dict()))
             history.append(record)
-            if not console.is_terminal:  # a log or CI gets one line per epoch; a terminal has the bar
-                val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
-                say(f"{description}: epoch {epoch + 1}/{config.epochs}, loss {record['loss']:.4f}{val}")
+            val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
+            progress_line(f"{description}: epoch {epoch + 1}/{config.epochs}, loss {record['loss']:.4f}{val}")
     if best is not None:
         model.load_state_dict(best[1])
     return history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from typing import Annotated, Callable
 
 import typer
 
@@ -18,6 +18,27 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from edgeres import __version__
+
+        print(f"edgeres {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Status lines and progress off: results, "
+                                        "warnings and errors only.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Take a ResNet to an edge device: train, quantize, prune, export, benchmark."""
+    from edgeres.console import configure
+
+    configure(quiet=quiet)
 
 
 def _guarded(command: Callable) -> Callable:

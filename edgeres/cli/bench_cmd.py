@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, WorkspaceOpt, workspace
 from edgeres.cli.devices_cmd import DevicesDirOpt
 
 
@@ -52,11 +52,17 @@ def bench(
     data: DataDirOpt = None,
     devices_dir: DevicesDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+    json_: JsonOpt = False,
 ) -> None:
-    """Measure latency and accuracy of every exported variant on a device, beside the FP32 baseline."""
+    """Measure latency and accuracy of every exported variant on a device, beside the FP32 baseline.
+
+    --json: {"artifact", "path", "files": {"json", "csv", "md", "png"}, "results"}, results being the saved
+    results.json: "model", "dataset", "root", "device", "mode", "host", "method", "eval", "rows" (one per
+    variant, the baseline first: "variant", "role", "status", "format", "precision", "runtime", "device",
+    "top1", "delta_top1_pp", "p50_ms", "p90_ms", "estimated_p50_ms", "speedup", "speedup_vs_fp32",
+    "size_bytes", "error", ...; the CSV's columns), "skipped" and "warnings"."""
     from edgeres.bench import BenchRequest, run_bench
-    from edgeres.console import out
-    from edgeres.report import FILES, table
+    from edgeres.console import emit_json, stdout_to_stderr
 
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
                                 "rounds": rounds}.items() if v is not None}
@@ -64,10 +70,29 @@ def bench(
                            eval_limit=eval_limit, threads=threads, baseline=baseline.value, estimate=estimate,
                            method=method, devices_dir=devices_dir, data_dir=data, emulate=emulate,
                            trust_new_host=trust_new_host)
-    result = run_bench(request, workspace(workspace_dir))
-    out.print(table(result.results))
-    for warning in result.results["warnings"]:
-        out.print(f"[yellow]warning:[/] {warning}")
-    out.print(f"saved {result.artifact.id}:")
+    with stdout_to_stderr(json_):
+        result = run_bench(request, workspace(workspace_dir))
+    if json_:
+        from edgeres.report import document
+
+        emit_json(document(result.artifact, result.results))
+        return
+    show_results(result.results)
+    from edgeres.console import out
+    from edgeres.report import FILES
+
+    out.print(f"saved {result.artifact.id}:", markup=False)
     for name in FILES.values():
-        out.print(f"  {result.file(name)}")
+        out.print(f"  {result.file(name)}", markup=False, soft_wrap=True)
+
+
+def show_results(results: dict) -> None:
+    """A bench's table and its warnings on stdout (``bench``, ``report`` and ``run``)."""
+    from rich.text import Text
+
+    from edgeres.console import out, show
+    from edgeres.report import table
+
+    show(table(results))
+    for warning in results["warnings"]:
+        out.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)

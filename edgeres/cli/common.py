@@ -18,6 +18,9 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset dire
                                                                     "points them at another copy.")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option("--eval-limit", min=1,
                                                      help="Evaluate on a seeded subset of this many test images.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else "
+                                        "(status lines and progress go to stderr); its keys are listed "
+                                        "above.")]
 TrustPickleOpt = Annotated[bool, typer.Option("--trust-pickle", help="Load a --weights checkpoint even if it holds "
                                               "pickled Python objects. Unpickling runs the file's code: only for "
                                               "files you trust.")]

@@ -5,6 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeres.cli.common import JsonOpt
+
 DevicesDirOpt = Annotated[Optional[Path], typer.Option(
     "--devices-dir", envvar="EDGERES_DEVICES",
     help="Directory of your own <name>.yaml device profiles; they add to and override the built-in ones.")]
@@ -15,45 +17,92 @@ def devices(
     setup: Annotated[Optional[str], typer.Option(
         "--setup", metavar="DEVICE", help="Prepare DEVICE's emulation here (the arm64 root of qemu-user for "
         "aarch64 boards; downloads Debian packages and aarch64 wheels), then exit.")] = None,
+    json_: JsonOpt = False,
 ) -> None:
     """List the device profiles and whether each is usable here now (runtime, NPU/EP, CUDA, ssh host,
-    emulation)."""
-    from concurrent.futures import ThreadPoolExecutor
+    emulation).
 
-    from rich.table import Table
-
-    from edgeres import devices as dev
-    from edgeres.console import out
+    --json: {"devices": [{"name", "description", "arch", "connection", "runtimes": [{"runtime", "detail"}],
+    "verified_on_hardware", "usable", "why", "emulation": null or {"usable", "why"}, "profile", "user"}]};
+    with --setup: {"setup": {"device", "root", "bytes", "python", "seconds", "runtimes"}}."""
+    from edgeres.console import emit_json, show, stdout_to_stderr
 
     if setup is not None:
-        from edgeres import emulation
-
-        profile = dev.emulated(dev.get(setup, devices_dir))
-        root = emulation.setup()
-        out.print(f"arm64 root ready: {root.path} ({root.info['bytes'] / 1e6:.0f} MB, Python {root.info['python']}, "
-                  f"built in {root.info['seconds']:g} s); runtimes: {', '.join(root.runtimes.values()) or 'none'}")
-        out.print(f"measure emulated: edgeres bench --device {profile.name} --emulate")
+        _setup(setup, devices_dir, json_)
         return
+    with stdout_to_stderr(json_):
+        rows = _rows(devices_dir)
+    if json_:
+        emit_json({"devices": rows})
+        return
+    show(_table(rows))
+    if any(not row["verified_on_hardware"] for row in rows):
+        from edgeres.console import out
+
+        out.print("run on its hardware: [yellow]not yet[/] = the profile has never been run on the real device: its "
+                  "settings and estimate figures are unchecked there (verified_on_hardware in the profile)")
+
+
+def _rows(devices_dir: Path | None) -> list[dict]:
+    """What ``devices`` shows, one dict per profile (the --json keys)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgeres import devices as dev
+
     profiles = dev.load_all(devices_dir)
     builtin = dev.builtin_dir()
     with ThreadPoolExecutor(max_workers=8) as pool:  # ssh reachability checks wait on the network
         checks = dict(zip(profiles, pool.map(dev.usable, profiles.values())))
-    table = Table("name", "description", "arch", "connection", "runtimes", "run on its hardware", "usable here", "why")
+    rows = []
     for name, profile in profiles.items():
         runtimes = []
         for runtime in profile.runtimes.names():
             settings = getattr(profile.runtimes, runtime)
             detail = (getattr(settings, "provider", None) or getattr(settings, "delegate", None)
                       or getattr(settings, "device", None) or ("XNNPACK" if runtime == "tflite" else ""))
-            runtimes.append(f"{runtime} ({detail})")
+            runtimes.append({"runtime": runtime, "detail": detail})
         ok, reason = checks[name]
+        emulation = None
         if profile.emulation is not None:
-            reason += f"; --emulate: {dev.usable(dev.emulated(profile))[1]}"
-        label = name if profile.path.parent == builtin else f"{name} [dim](user)[/]"
-        verified = "yes" if profile.verified_on_hardware else "[yellow]not yet[/]"
-        table.add_row(label, profile.description, profile.arch, profile.describe_connection(), "\n".join(runtimes),
-                      verified, "[green]yes[/]" if ok else "[red]no[/]", reason)
-    out.print(table)
-    if any(not p.verified_on_hardware for p in profiles.values()):
-        out.print("run on its hardware: [yellow]not yet[/] = the profile has never been run on the real device: its "
-                  "settings and estimate figures are unchecked there (verified_on_hardware in the profile)")
+            emulation = dict(zip(("usable", "why"), dev.usable(dev.emulated(profile))))
+        rows.append({"name": name, "description": profile.description, "arch": profile.arch,
+                     "connection": profile.describe_connection(), "runtimes": runtimes,
+                     "verified_on_hardware": profile.verified_on_hardware, "usable": ok, "why": reason,
+                     "emulation": emulation, "profile": str(profile.path), "user": profile.path.parent != builtin})
+    return rows
+
+
+def _table(rows: list[dict]):
+    from rich.text import Text
+
+    from edgeres.console import table
+
+    shown = table("name", "description", "arch", "connection", "runtimes", "run on its hardware", "usable here",
+                  "why")
+    for row in rows:
+        why = row["why"] + (f"; --emulate: {row['emulation']['why']}" if row["emulation"] else "")
+        shown.add_row(Text.assemble(row["name"], (" (user)", "dim") if row["user"] else ""),
+                      Text(row["description"]), Text(row["arch"]), Text(row["connection"]),
+                      Text("\n".join(f"{r['runtime']} ({r['detail']})" for r in row["runtimes"])),
+                      Text("yes") if row["verified_on_hardware"] else Text("not yet", "yellow"),
+                      Text("yes", "green") if row["usable"] else Text("no", "red"), Text(why))
+    return shown
+
+
+def _setup(device: str, devices_dir: Path | None, json_: bool) -> None:
+    from edgeres import devices as dev
+    from edgeres import emulation
+    from edgeres.console import emit_json, out, stdout_to_stderr
+
+    with stdout_to_stderr(json_):
+        profile = dev.emulated(dev.get(device, devices_dir))
+        root = emulation.setup()
+    if json_:
+        emit_json({"setup": {"device": profile.name, "root": str(root.path), "bytes": root.info["bytes"],
+                             "python": root.info["python"], "seconds": root.info["seconds"],
+                             "runtimes": root.runtimes}})
+        return
+    out.print(f"arm64 root ready: {root.path} ({root.info['bytes'] / 1e6:.0f} MB, Python {root.info['python']}, "
+              f"built in {root.info['seconds']:g} s); runtimes: {', '.join(root.runtimes.values()) or 'none'}",
+              markup=False)
+    out.print(f"measure emulated: edgeres bench --device {profile.name} --emulate", markup=False)

@@ -25,10 +25,9 @@ def export(
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Export to ONNX, OpenVINO IR and/or TFLite, and verify each file in its runtime."""
-    from rich.table import Table
     from rich.text import Text
 
-    from edgeres.console import out
+    from edgeres.console import show, table
     from edgeres.export.step import ExportRequest, run_export
 
     options = {"io": io} if io else {}
@@ -36,10 +35,10 @@ def export(
                             verify_limit=verify_limit, calib_samples=calib_samples, output=output, force=force,
                             data_dir=data)
     artifacts = run_export(request, workspace(workspace_dir))
-    table = Table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
+    shown = table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
     for a in artifacts:
         m, v = a.manifest, a.manifest["metrics"].get("verify", {})
-        table.add_row(m["format"], m["precision"], f"{m['metrics']['size_bytes'] / 1e6:.2f}",
+        shown.add_row(m["format"], m["precision"], f"{m['metrics']['size_bytes'] / 1e6:.2f}",
                       f"{v['top1']:.2f}" if v else "-", f"{v['agreement']:.2f}" if v else "-",
                       f"{v['max_abs_diff']:.3g}" if v else "-", Text(str(a.path)))
-    out.print(table)
+    show(shown)

@@ -75,13 +75,13 @@ def quantize(
 def _print_sensitivity(path: Path) -> None:
     import json
 
-    from rich.table import Table
+    from rich.text import Text
 
-    from edgeres.console import out
+    from edgeres.console import show, table
 
-    table = Table("layer", "val top-1 with layer in float", "recovery (pp)", "logit SQNR (dB)",
+    shown = table("layer", "val top-1 with layer in float", "recovery (pp)", "logit SQNR (dB)",
                   title="int8 sensitivity (most sensitive first)")
     for row in json.loads(path.read_text()):
-        table.add_row(row["layer"], f"{row['top1_with_layer_float']:.2f}", f"{row['recovery_pp']:+.2f}",
+        shown.add_row(Text(row["layer"]), f"{row['top1_with_layer_float']:.2f}", f"{row['recovery_pp']:+.2f}",
                       f"{row['sqnr_db']:.1f}")
-    out.print(table)
+    show(shown)

@@ -28,8 +28,8 @@ def run(
         for o in result.outcomes:
             out.print(f"{o.step:9s} {'skip (unchanged)' if o.status == 'skipped' else 'run'}", markup=False)
         return
-    from edgeres.report import table
+    from edgeres.cli.bench_cmd import show_results
 
     for bench in result.bench:
-        out.print(table(bench.results))
-        out.print(f"plot: {bench.file('plot.png')}", markup=False)
+        show_results(bench.results)
+        out.print(f"plot: {bench.file('plot.png')}", markup=False, soft_wrap=True)
