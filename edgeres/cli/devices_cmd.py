@@ -36,11 +36,6 @@ def devices(
         emit_json({"devices": rows})
         return
     show(_table(rows))
-    if any(not row["verified_on_hardware"] for row in rows):
-        from edgeres.console import out
-
-        out.print("run on its hardware: [yellow]not yet[/] = the profile has never been run on the real device: its "
-                  "settings and estimate figures are unchecked there (verified_on_hardware in the profile)")
 
 
 def _rows(devices_dir: Path | None) -> list[dict]:
@@ -77,8 +72,13 @@ def _table(rows: list[dict]):
 
     from edgeres.console import table
 
+    caption = None
+    if any(not row["verified_on_hardware"] for row in rows):
+        caption = Text.assemble("run on its hardware: ", ("not yet", "yellow"), " = the profile has never been run "
+                                "on the real device: its settings and estimate figures are unchecked there "
+                                "(verified_on_hardware in the profile)")
     shown = table("name", "description", "arch", "connection", "runtimes", "run on its hardware", "usable here",
-                  "why")
+                  "why", caption=caption)
     for row in rows:
         why = row["why"] + (f"; --emulate: {row['emulation']['why']}" if row["emulation"] else "")
         shown.add_row(Text.assemble(row["name"], (" (user)", "dim") if row["user"] else ""),
