@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from edgeres import devices
-from edgeres.console import say
+from edgeres.console import progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.workspace import Artifact, Workspace
@@ -691,13 +691,14 @@ def _latency_rounds(measured: list[tuple], rounds: int) -> None:
     if rounds > 1 and measured:
         say(f"latency rounds 2-{rounds}: every row again, in a fresh process each")
     try:
-        for _ in range(rounds - 1):
+        for n in range(2, rounds + 1):
             for row, again in measured:
                 result = again()["result"]
                 if result.get("ok") and result.get("latency_ms"):
                     summaries[id(row)].append(result["latency_ms"])
                 else:
                     say(f"[yellow]warning:[/] a latency round of {row['variant']} failed: {result.get('error')}")
+            progress_line(f"latency round {n}/{rounds} done")
     except EdgeresError as exc:  # the device went away: keep the rounds measured so far
         say(f"[yellow]warning:[/] latency rounds stopped: {exc.args[0]}")
     for row, _ in measured:
