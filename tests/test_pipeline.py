@@ -31,7 +31,7 @@ SHRINK = {
     # max_drop: on 100 val images a budget search is noise; it is tested in test_quantize and test_tflite
     "quantize": {"calib_samples": 64, "val_limit": 100, "eval_limit": 200, "epochs": 1, "train_limit": 300,
                  "max_drop": "null"},
-    "export": {"verify_limit": 300, "calib_samples": 64},  # 300: a near-tie or two cannot fail int8
+    "export": {"verify_limit": 500, "calib_samples": 64},  # 500: a few near-ties cannot fail int8
     "bench": {"eval_limit": 50, "rounds": 1, "min_runs": 5, "min_seconds": 0},
 }
 
@@ -40,6 +40,8 @@ def _shrunk(recipe: Path, containers: dict[str, Path], checkpoint: Path) -> list
     doc = yaml.safe_load(recipe.read_text())
     sets = [f"{step}.{key}={value}" for step, keys in SHRINK.items() if step in doc["steps"]
             for key, value in keys.items()]
+    if doc["model"] == "resnet50":  # 3 epochs at the default 0.1 diverged (val 10 %, then 46 %; int8 files agreed
+        sets.append("train.lr=0.05")  # 89 % with torch int8): at 0.05, 79 % val and 98.3 % agreement
     if doc.get("dataset") == "cifar10":
         sets.append(f"data={containers['cifar']}")
     if doc.get("weights") not in (None, "imagenet"):
