@@ -44,6 +44,7 @@ from edgeres import devices
 from edgeres.console import progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
+from edgeres.runtimes import registry
 from edgeres.workspace import Artifact, Workspace
 
 MODEL_KINDS = ("train", "prune")  # the FP32 root of a lineage
@@ -352,12 +353,6 @@ def _job_dir(tmp: Path, variant: Variant, data: Path) -> Path:
     return job_dir
 
 
-def _runtime_device(runtime: str, options: dict[str, Any]) -> str:
-    """What the runtime runs on, as the profile puts it (execution provider, OpenVINO device, delegate)."""
-    return str(options.get("provider") or options.get("device") or options.get("delegate")
-               or ("XNNPACK" if runtime == "tflite" else "default"))
-
-
 def _options(profile, variant: Variant, threads: int | None) -> dict[str, Any]:
     """The runtime's keyword arguments for ``variant`` on ``profile``."""
     options = devices.runtime_options(profile, variant.runtime, threads)
@@ -376,7 +371,7 @@ def _variant_row(variant: Variant, profile, options: dict[str, Any]) -> dict[str
     size = m.get("metrics", {}).get("size_bytes") if variant.format != "torch" else None
     return {**dict.fromkeys(MEASURES), "variant": variant.name, "role": "variant", "artifact": variant.artifact.id,
             "format": variant.format, "precision": variant.precision, "runtime": variant.runtime,
-            "device": _runtime_device(variant.runtime, options), "where": profile.name,
+            "device": registry.device_label(variant.runtime, options), "where": profile.name,
             "threads": options.get("threads"), "size_bytes": size, "verify_top1": verify.get("top1"),
             "verify_n": verify.get("n"), "profile_verified": profile.verified_on_hardware}
 

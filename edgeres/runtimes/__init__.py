@@ -1,4 +1,5 @@
-"""Runtimes: load an exported model file and run it. One module per runtime.
+"""Runtimes: load an exported model file and run it. One module per runtime, one entry per runtime in
+``registry.RUNTIMES``.
 
 These modules import only the standard library, numpy and their own runtime package (never torch or
 the rest of edgeres), so the ssh device backend can copy them to a device as they are and run the very
@@ -9,25 +10,16 @@ float32 logits; layout and int8 input/output conversions happen inside the sessi
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
+from . import registry
 from .base import RuntimeUnavailable, Session  # noqa: F401
-
-RUNTIME_MODULES = {
-    "onnxruntime": "onnxruntime_rt",
-    "openvino": "openvino_rt",
-    "tflite": "tflite_rt",
-    "torch": "torch_rt",  # the FP32 baseline, on the edgeres host only
-}
-SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "tflite", ".pt": "torch"}
 
 
 def open_session(path: Path | str, runtime: str | None = None, **options) -> Session:
     """A session for a model file; the runtime defaults to the one its suffix implies."""
     path = Path(path)
-    runtime = runtime or SUFFIX_RUNTIME.get(path.suffix)
-    if runtime not in RUNTIME_MODULES:
-        raise RuntimeUnavailable(f"no runtime for {path.name} (known: {', '.join(RUNTIME_MODULES)})")
-    module = importlib.import_module(f"{__name__}.{RUNTIME_MODULES[runtime]}")
-    return module.open_session(path, **options)
+    found = registry.RUNTIMES.get(runtime) if runtime else registry.for_suffix(path.suffix)
+    if found is None:
+        raise RuntimeUnavailable(f"no runtime for {path.name} (known: {', '.join(registry.RUNTIMES)})")
+    return registry.session_module(found.name).open_session(path, **options)

@@ -12,6 +12,7 @@ the CPU (``ort_partition``).
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .base import RuntimeUnavailable, Session, first_line
 from .ort_partition import partitioning, read_graph
 
@@ -55,7 +57,7 @@ class OnnxRuntimeSession(Session):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
+            raise RuntimeUnavailable(registry.not_installed("onnxruntime")) from None
         available = ort.get_available_providers()
         provider_options = {k: str(v) for k, v in (provider_options or {}).items()}
         plugin = _qnn_plugin(ort, provider_options) if provider == QNN and provider not in available else None
@@ -117,6 +119,19 @@ class OnnxRuntimeSession(Session):
         if self.partitioning:
             extra["partitioning"] = self.partitioning
         return {**super().info(), "version": self.version, **extra}
+
+
+def check(provider: str = CPU, **_: Any) -> tuple[bool, str]:
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    if provider == QNN and provider not in providers \
+            and importlib.util.find_spec("onnxruntime_qnn") is not None:  # the plugin, registered per session
+        emulator = "" if platform.machine().lower() in ("aarch64", "arm64") else ": Qualcomm's emulator"
+        return True, f"onnxruntime (QNNExecutionProvider, onnxruntime-qnn{emulator})"
+    if provider not in providers:
+        return False, f"onnxruntime has no {provider} here (has: {', '.join(providers)})"
+    return True, f"onnxruntime ({provider})"
 
 
 def open_session(path: Path, threads: int | None = None, provider: str = CPU,

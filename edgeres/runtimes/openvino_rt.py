@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .base import RuntimeUnavailable, Session, first_line
 
 
@@ -22,7 +23,7 @@ class OpenVinoSession(Session):
         try:
             import openvino as ov
         except ImportError:
-            raise RuntimeUnavailable("openvino is not installed (pip install openvino)") from None
+            raise RuntimeUnavailable(registry.not_installed("openvino")) from None
         core = ov.Core()
         if device not in core.available_devices:
             raise RuntimeUnavailable(f"OpenVINO device {device} is not available here "
@@ -47,6 +48,18 @@ class OpenVinoSession(Session):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "version": self.version}
+
+
+def check(device: str = "CPU", **_: Any) -> tuple[bool, str]:
+    try:
+        import openvino as ov
+
+        devices = ov.Core().available_devices
+    except Exception as exc:  # a broken plugin set-up raises RuntimeError
+        return False, f"openvino is not usable: {first_line(exc, 200)}"
+    if device not in devices:
+        return False, f"OpenVINO has no {device} device here (has: {', '.join(devices)})"
+    return True, f"openvino ({device})"
 
 
 def open_session(path: Path, threads: int | None = None, device: str = "CPU", **_: Any) -> OpenVinoSession:

@@ -55,12 +55,11 @@ from typing import Any
 
 import numpy as np
 
-from . import RuntimeUnavailable, open_session
+from . import RuntimeUnavailable, open_session, registry
 
 DEFAULT_METHOD = {"warmup": 10, "min_runs": 50, "min_seconds": 0.5, "max_runs": 2000, "throughput_batch": 8}
 EMULATED_METHOD = {"warmup": 0, "min_runs": 2, "min_seconds": 0.0, "max_runs": 2}
-_DISTRIBUTIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnxruntime-qnn", "openvino", "ai-edge-litert",
-                  "tflite-runtime", "tensorflow", "tensorflow-cpu")
+_DISTRIBUTIONS = ("numpy", *(d for runtime in registry.RUNTIMES.values() for d in runtime.distributions))
 
 
 class JobError(Exception):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .base import RuntimeUnavailable, Session, first_line
 
 _PACKAGES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow")
@@ -35,7 +36,8 @@ def _interpreter_api() -> tuple[str, Any, Any, str]:
             return "tensorflow.lite", lite.Interpreter, lite.experimental.load_delegate, module.__version__
         package = importlib.import_module(name.split(".")[0])
         return name.split(".")[0], module.Interpreter, module.load_delegate, getattr(package, "__version__", "?")
-    raise RuntimeUnavailable("no TFLite interpreter is installed (pip install ai-edge-litert, or tflite-runtime)")
+    raise RuntimeUnavailable(registry.not_installed("tflite") + ": no TFLite interpreter (ai-edge-litert, "
+                             "tflite-runtime or tensorflow)")
 
 
 class TFLiteSession(Session):
@@ -109,6 +111,16 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
         return y.astype(np.float32)
     scale, zero_point = detail["quantization"]
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def check(delegate: str | None = None, **_: Any) -> tuple[bool, str]:
+    if delegate:
+        try:
+            ctypes.CDLL(delegate)
+        except OSError:
+            return False, f"TFLite delegate library {delegate} is not installed here"
+        return True, f"tflite ({delegate})"
+    return True, "tflite (XNNPACK)"
 
 
 def open_session(path: Path, threads: int | None = None, delegate: str | None = None, **_: Any) -> TFLiteSession:

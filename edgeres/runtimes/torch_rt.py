@@ -10,6 +10,15 @@ from typing import Any
 from .base import RuntimeUnavailable, Session
 
 
+def check(device: str = "cpu", **_: Any) -> tuple[bool, str]:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, f"CUDA is not available here (torch {torch.__version__})"
+    return True, f"torch ({device})"
+
+
 def open_session(path: Path, threads: int | None = None, device: str | None = None, precision: str = "fp32",
                  **_: Any) -> Session:
     try:
