@@ -83,8 +83,9 @@ def bench_model(name: str, size: int, threads: int, rounds: int, tmp: Path, with
     int8_torch = engine.ptq(folded, calib)
 
     def job(precision: str, path: Path) -> ExportJob:
-        return ExportJob(precision, path, prep, int8_torch if precision == "int8" else folded,
-                         lambda: fp32_onnx, lambda: calib.numpy(), {}, {"io": "int8"})
+        return ExportJob(precision=precision, out_path=path, preprocessing=prep,
+                         torch_model=int8_torch if precision == "int8" else folded, float_onnx=lambda: fp32_onnx,
+                         calibration=lambda: calib.numpy(), metadata={}, options={"io": "int8"})
 
     files = {
         ("onnxruntime", "fp32"): fp32_onnx,

@@ -96,8 +96,9 @@ def export_files(label: str, model: torch.nn.Module, prep: Preprocessing, tmp: P
     for precision in ("fp32", "int8"):
         for runtime, suffix in RUNTIMES.items():
             path = tmp / f"{label}-{precision}{suffix}"
-            job = ExportJob(precision, path, prep, int8_torch if precision == "int8" else folded,
-                            lambda: fp32_onnx, lambda: calib.numpy(), {})
+            job = ExportJob(precision=precision, out_path=path, preprocessing=prep,
+                            torch_model=int8_torch if precision == "int8" else folded,
+                            float_onnx=lambda: fp32_onnx, calibration=lambda: calib.numpy(), metadata={})
             exporter = onnx_export if suffix == ".onnx" else openvino_export
             files[(label, runtime, precision)] = fp32_onnx if path == fp32_onnx else exporter.export(job)
     return files

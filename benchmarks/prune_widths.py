@@ -80,7 +80,8 @@ def main() -> None:
             onnx_file = onnx_export.torch_to_onnx(folded, stem.with_suffix(".onnx"), prep.input_shape(1))
             files[(label, "onnxruntime")] = onnx_file
             files[(label, "openvino")] = openvino_export.export(ExportJob(
-                "fp32", stem.with_suffix(".xml"), prep, folded, lambda f=onnx_file: f, lambda: None, {}))
+                precision="fp32", out_path=stem.with_suffix(".xml"), preprocessing=prep, torch_model=folded,
+                float_onnx=lambda f=onnx_file: f, calibration=lambda: None, metadata={}))
         x = np.random.default_rng(0).standard_normal(prep.input_shape(1)).astype(np.float32)
         p50 = p50_ms(files, x, args.threads, args.runs)
     base = next(iter(variants))

@@ -242,7 +242,7 @@ def _export(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]
     from edgeres.export.step import ExportRequest, run_export
 
     source = current["quantize"][0].id if "quantize" in current else _float_source(current)
-    options = {"io": o.io} if "tflite" in o.targets else {}
+    options = ({"io": o.io} | ({"compile": "edgetpu"} if o.edgetpu else {})) if "tflite" in o.targets else {}
     return run_export(ExportRequest(targets=list(o.targets), precisions=list(o.precisions),
                                     model=source or recipe.model, options=options, verify=o.verify,
                                     verify_limit=o.verify_limit, calib_samples=o.calib_samples,

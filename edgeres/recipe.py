@@ -80,9 +80,17 @@ class ExportStep(_Strict):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"],
                                                                min_length=1)
     io: Literal["int8", "float"] = "int8"
+    edgetpu: bool = Field(False, description="compile the TFLite int8 file with edgetpu_compiler")
     verify: bool = True
     verify_limit: int = Field(500, ge=1)
     calib_samples: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _edgetpu_is_full_integer(self) -> "ExportStep":
+        if self.edgetpu and ("tflite" not in self.targets or self.precisions != ["int8"] or self.io != "int8"):
+            raise ValueError("edgetpu compiles full-integer int8 TFLite files: it takes targets including tflite, "
+                             "precisions [int8] and io int8")
+        return self
 
 
 class BenchStep(_Strict):

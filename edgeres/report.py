@@ -66,7 +66,8 @@ def offload_text(row: dict[str, Any]) -> str | None:
         if not o["subgraphs"]:
             return f"Edge TPU took none of {o['ops']} ops (file not compiled by edgetpu_compiler)"
         return f"Edge TPU ran {o['subgraphs']} compiled subgraph(s); {o['on_cpu']} of {o['ops']} ops on the CPU"
-    return f"{o['unit']} took {o['ops'] - o['on_cpu']} of {o['ops']} nodes ({o['subgraphs']} subgraph(s))"
+    parts = f" ({o['subgraphs']} subgraph(s))" if o.get("subgraphs") is not None else ""
+    return f"{o['unit']} took {o['ops'] - o['on_cpu']} of {o['ops']} nodes{parts}"
 
 
 def status_text(row: dict[str, Any]) -> str:

@@ -469,3 +469,14 @@ def test_a_file_compiled_for_the_edge_tpu_is_told_apart(tflite_exported, tmp_pat
     assert row["unit"] == "Edge TPU + CPU" and row["device"] == "delegate libedgetpu.so.1"
     assert coral.estimate.unit_for("tflite", "int8", frozenset({"edgetpu"})) == "edgetpu"
     assert placement.tflite_ops(tmp_path / "missing.tflite") is None
+
+
+def test_offload_text_says_what_each_unit_took():
+    from edgeres.report import offload_text
+
+    assert offload_text({"offload": None}) is None
+    assert offload_text({"offload": {"unit": "NPU", "source": "OpenVINO query_model", "ops": 120, "on_cpu": 5}}) \
+        == "NPU took 115 of 120 nodes"
+    assert offload_text({"offload": {"unit": "QNN", "ops": 60, "on_cpu": 1, "subgraphs": 2}}) \
+        == "QNN took 59 of 60 nodes (2 subgraph(s))"
+    assert "none of 40 ops" in offload_text({"offload": {"unit": "Edge TPU", "ops": 40, "on_cpu": 40, "subgraphs": 0}})

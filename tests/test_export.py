@@ -97,6 +97,21 @@ def test_onnxruntime_runs_every_conv_and_the_classifier_in_int8(exported, model,
     assert "Conv" not in ops and "Gemm" not in ops and "MatMul" not in ops
     assert ops.count("QGemm") == 1 and ops.count("QLinearConv") >= 19
 
+def test_openvino_says_which_operators_a_device_takes(exported):
+    """OpenVINO's own query_model counts what a device takes of an IR (bench reports it for NPU rows);
+    here the CPU, which takes every operator of the int8 file."""
+    import openvino as ov
+
+    from edgeres.runtimes.openvino_rt import offload
+
+    _, artifacts = exported
+    core = ov.Core()
+    model = core.read_model(str(get(artifacts, ("resnet20", "openvino", "int8")).path / "model.xml"))
+    counted = offload(core, model, "HETERO:CPU")
+    convolutions = sum(op.get_type_name() == "Convolution" for op in model.get_ordered_ops())
+    assert counted["unit"] == "CPU" and counted["on_cpu"] == 0 and counted["ops"] > convolutions >= 19
+
+
 def test_int8_onnx_carries_the_quantizer_scales(exported):
     """The scales in the file are NNCF's: exported ONNX and OpenVINO agree with the torch int8 model."""
     _, artifacts = exported

@@ -5,7 +5,9 @@ int8 model and with the ONNX and OpenVINO files of the same artifact."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from edgeres import data
 from edgeres.errors import EdgeresError
 from edgeres.export import tflite
@@ -104,7 +107,9 @@ class Exported:
 
 
 def _job(precision: str, out: Path, onnx_path: Path, calibration, io: str = "int8", model=None) -> ExportJob:
-    return ExportJob(precision, out, PREP, model, lambda: onnx_path, lambda: calibration, METADATA, {"io": io})
+    return ExportJob(precision=precision, out_path=out, preprocessing=PREP, torch_model=model,
+                     float_onnx=lambda: onnx_path, calibration=lambda: calibration, metadata=METADATA,
+                     options={"io": io})
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +408,85 @@ def test_rgb_model_with_a_static_batch_converts_without_any_download(tmp_path, m
     torch.onnx.export(model, torch.zeros(1, 3, 16, 16), str(onnx_path), input_names=["input"],
                       output_names=["logits"], opset_version=17, dynamo=False)  # batch fixed at 1
     prep = Preprocessing(16, 3, (0.5,), (0.25,))
-    job = ExportJob("fp32", tmp_path / "rgb.tflite", prep, None, lambda: onnx_path, lambda: None, {}, {})
+    job = ExportJob(precision="fp32", out_path=tmp_path / "rgb.tflite", preprocessing=prep, torch_model=None,
+                    float_onnx=lambda: onnx_path, calibration=lambda: None, metadata={})
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
     logits = open_session(tflite.export(job)).run(x)
     np.testing.assert_allclose(logits, model(torch.from_numpy(x)).detach().numpy(), atol=1e-4)
+
+
+# Coral's edgetpu_compiler comes only from Coral's own apt repository, which this project's machines cannot
+# reach: this stand-in keeps its command line and outputs (``<stem>_edgetpu.tflite`` and ``.log`` in
+# --out_dir) and, as the real compiler's files do, holds the mapped operators as ``edgetpu-custom-op``
+# (here each CONV_2D, renamed; the file then runs only where that operator exists, as a compiled one does).
+STAND_IN_COMPILER = '''#!{python}
+import sys, pathlib, flatbuffers
+from ai_edge_litert import schema_py_generated as s
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("Edge TPU Compiler version 0.0.stand-in"); sys.exit(0)
+out, src = pathlib.Path(args[args.index("--out_dir") + 1]), pathlib.Path(args[-1])
+model = s.ModelT.InitFromObj(s.Model.GetRootAs(src.read_bytes(), 0))
+for code in model.operatorCodes:
+    if {rename} and max(code.builtinCode, code.deprecatedBuiltinCode) == s.BuiltinOperator.CONV_2D:
+        code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+        code.customCode = "edgetpu-custom-op"
+builder = flatbuffers.Builder(0)
+builder.Finish(model.Pack(builder), b"TFL3")
+(out / (src.stem + "_edgetpu.tflite")).write_bytes(builder.Output())
+(out / (src.stem + "_edgetpu.log")).write_text("Edge TPU Compiler version 0.0.stand-in\\nCONV_2D Mapped to Edge TPU\\n")
+'''
+
+
+def _compiler_on_path(tmp_path: Path, monkeypatch, rename: bool = True) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "edgetpu_compiler"
+    script.write_text(STAND_IN_COMPILER.format(python=sys.executable, rename=rename))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+def test_edgetpu_without_its_compiler_is_refused_before_converting(int8, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    before = {p.name for p in int8.ws.root.iterdir()}
+    result = run_cli("export", "--model", int8.ptq.id, "--target", "tflite", "--precision", "int8", "--edgetpu",
+                     workspace=int8.ws.root)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "edgetpu_compiler is not on PATH" in result.stderr and "apt-get install edgetpu-compiler" in result.stderr
+    assert {p.name for p in int8.ws.root.iterdir()} == before
+    for args in (["--precision", "fp32"], ["--precision", "int8", "--io", "float"]):
+        result = run_cli("export", "--model", int8.ptq.id, "--target", "tflite", *args, "--edgetpu",
+                         workspace=int8.ws.root)
+        assert result.returncode != 0 and "full-integer int8" in result.stderr, result.stderr
+
+
+def test_edgetpu_compiled_file_ships_and_its_source_is_verified(int8, monkeypatch, tmp_path):
+    """The artifact's file is the compiler's output, counted by operator; verification ran the file it was
+    compiled from, which holds the artifact's int8 weights; bench labels the row by what the file holds."""
+    from edgeres.backends.placement import compiled_for
+    from edgeres.export.step import ExportRequest, run_export
+
+    _compiler_on_path(tmp_path, monkeypatch)
+    (art,) = run_export(ExportRequest(targets=["tflite"], precisions=["int8"], model=int8.ptq.id,
+                                      options={"compile": "edgetpu"}, verify_limit=200), int8.ws)
+    main = art.file(art.manifest["file"])
+    metrics = art.manifest["metrics"]
+    assert compiled_for(main, "tflite") == {"edgetpu"}
+    assert metrics["edgetpu"]["compiler"] == "0.0.stand-in" and "Mapped to Edge TPU" in metrics["edgetpu"]["log"]
+    offload = metrics["edgetpu"]["offload"]
+    assert offload["subgraphs"] >= 20 and offload["on_cpu"] == offload["ops"] - offload["subgraphs"]
+    assert metrics["verify"]["passed"] and "model-uncompiled.tflite" in metrics["verify"]["file"]
+    twin = art.file(tflite.UNCOMPILED)
+    assert compiled_for(twin, "tflite") == frozenset() and metrics["size_bytes"] == main.stat().st_size
+    with pytest.raises(RuntimeUnavailable):  # the compiled file needs the delegate, as a real one does
+        open_session(main, threads=1).run(int8.x[:1])
+
+
+def test_edgetpu_compiler_that_maps_nothing_is_an_error(int8, monkeypatch, tmp_path):
+    from edgeres.export import edgetpu
+
+    _compiler_on_path(tmp_path, monkeypatch, rename=False)
+    source = int8.exports["ptq-tflite"]
+    with pytest.raises(EdgeresError, match="mapped no operator to the Edge TPU"):
+        edgetpu.compile_file(source.file(source.manifest["file"]), tmp_path)

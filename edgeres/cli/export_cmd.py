@@ -15,6 +15,9 @@ def export(
     model: Annotated[Optional[str], typer.Option(
         help="Artifact id/path or model name; default: the latest model (int8 preferred).")] = None,
     io: Annotated[Optional[str], typer.Option(help="TFLite int8 input/output tensors: int8 or float.")] = None,
+    edgetpu: Annotated[bool, typer.Option("--edgetpu", help="Compile the TFLite int8 file for the Coral Edge TPU "
+                                          "with edgetpu_compiler (on PATH); the file it came from is kept and "
+                                          "verified.")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Run and check every exported file.")] = True,
     verify_limit: Annotated[int, typer.Option(help="Test images used for verification.")] = 500,
     calib_samples: Annotated[int, typer.Option(min=1, max=100000, help="Calibration images for the one range the "
@@ -30,7 +33,7 @@ def export(
     from edgeres.console import show, table
     from edgeres.export.step import ExportRequest, run_export
 
-    options = {"io": io} if io else {}
+    options = ({"io": io} if io else {}) | ({"compile": "edgetpu"} if edgetpu else {})
     request = ExportRequest(targets=target, precisions=precision, model=model, options=options, verify=verify,
                             verify_limit=verify_limit, calib_samples=calib_samples, output=output, force=force,
                             data_dir=data)

@@ -34,6 +34,12 @@ class Format:
     def export_function(self) -> Callable[["ExportJob"], Path]:
         return importlib.import_module(self.exporter).export
 
+    def runnable_here(self, path: Path) -> Path:
+        """The file that verification runs for ``path``: itself, or a twin the exporter kept beside a file
+        that needs an accelerator (``runnable_twin``: an Edge TPU-compiled TFLite file)."""
+        twin = getattr(importlib.import_module(self.exporter), "runnable_twin", None)
+        return twin(path) if twin is not None else path
+
 
 FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", ".onnx", PRECISIONS, "onnxruntime", "edgeres.export.onnx",
@@ -42,7 +48,7 @@ FORMATS: dict[str, Format] = {
                        "OpenVINO IR (.xml + .bin)"),
     "tflite": Format("tflite", ".tflite", PRECISIONS, "tflite", "edgeres.export.tflite",
                      "TFLite flatbuffer, NHWC (LiteRT / tflite-runtime); int8 with the quantizer's scales",
-                     options={"io": ("int8", "float")}),
+                     options={"io": ("int8", "float"), "compile": ("none", "edgetpu")}),
 }
 
 
@@ -52,7 +58,7 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportJob:
     """Everything an exporter needs. ``out_path`` is the main file to write (inside a temporary artifact
     directory: a failure leaves nothing behind)."""
@@ -65,3 +71,4 @@ class ExportJob:
     calibration: Callable[[], np.ndarray]  # NCHW float32 images, preprocessed (TFLite int8: the logits' range)
     metadata: dict[str, str]  # to embed in the file: preprocessing, labels, parent, edgeres version
     options: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # what the exporter found, for the manifest's metrics

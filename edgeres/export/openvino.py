@@ -21,8 +21,9 @@ def export(job: ExportJob) -> Path:
         from edgeres.export import onnx as onnx_export
 
         source = job.out_path.with_suffix(".int8-tmp.onnx")
-        onnx_export.export(ExportJob("int8", source, job.preprocessing, job.torch_model, job.float_onnx,
-                                     job.calibration, {}))
+        onnx_export.export(ExportJob(precision="int8", out_path=source, preprocessing=job.preprocessing,
+                                     torch_model=job.torch_model, float_onnx=job.float_onnx,
+                                     calibration=job.calibration, metadata={}))
     else:
         source = job.float_onnx()
     try:

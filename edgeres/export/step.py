@@ -57,6 +57,10 @@ def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
         for fmt in users:
             if value not in fmt.options[key]:
                 raise EdgeresError(f"{fmt.name} option {key}={value!r} is not one of {', '.join(fmt.options[key])}")
+    if req.options.get("compile") == "edgetpu" and (req.options.get("io") == "float"
+                                                    or any(p != "int8" for p in precisions or [])):
+        raise EdgeresError("the Edge TPU runs full-integer int8 files only: --edgetpu takes --precision int8 "
+                           "and --io int8")
     if req.verify_limit < 1 or req.calib_samples < 1:
         raise EdgeresError("--verify-limit and --calib-samples must be at least 1")
     return formats, precisions
@@ -203,19 +207,23 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
                    format=fmt.name, precision=precision, runtime=fmt.runtime, file=f"model{fmt.suffix}",
                    architecture=source.manifest.get("architecture"), preprocessing=src.prep.to_dict(),
                    classes=source.manifest.get("classes"), data=src.images.to_manifest()) as art:
-        job = ExportJob(precision, art.dir / f"model{fmt.suffix}", src.prep,
-                        src.int8_model if precision == "int8" else src.float_model,
-                        src.float_onnx, lambda: src.calibration, src.metadata(source, fmt, precision), options)
+        job = ExportJob(precision=precision, out_path=art.dir / f"model{fmt.suffix}", preprocessing=src.prep,
+                        torch_model=src.int8_model if precision == "int8" else src.float_model,
+                        float_onnx=src.float_onnx, calibration=lambda: src.calibration,
+                        metadata=src.metadata(source, fmt, precision), options=options)
         start = time.perf_counter()
         path = fmt.export_function()(job)
         seconds = time.perf_counter() - start
         size = sum(f.stat().st_size for f in _files_of(path))
-        metrics: dict = {"export_seconds": round(seconds, 2), "size_bytes": size}
+        metrics: dict = {"export_seconds": round(seconds, 2), "size_bytes": size, **job.report}
         if req.verify:
             x, y = src.verify_data  # each file against the torch model it was exported from
-            result = verify(path, fmt.runtime, x, y, src.reference("int8" if precision == "int8" else "fp32"),
+            checked = fmt.runnable_here(path)
+            result = verify(checked, fmt.runtime, x, y, src.reference("int8" if precision == "int8" else "fp32"),
                             precision)
             result["reference"] = "torch int8" if precision == "int8" else "torch fp32"
+            if checked != path:
+                result["file"] = f"{checked.name}, the file {path.name} was compiled from (same int8 weights)"
             metrics["verify"] = result
             metrics["test"] = {"top1": result["top1"], "n": result["n"]}
             if not result["passed"]:
@@ -230,5 +238,9 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
         v = metrics["verify"]
         verdict = (f": top-1 {v['top1']:.2f}%, agreement {v['agreement']:.2f}% with {v['reference']}, "
                    f"max |diff| {v['max_abs_diff']:.3g}")
+    if "edgetpu" in metrics:
+        o = metrics["edgetpu"]["offload"]
+        verdict += (f"; Edge TPU: {o['subgraphs']} compiled subgraph(s), {o['on_cpu']} of the file's {o['ops']} "
+                    "operators left to the CPU")
     say(f"[green]saved[/] {art.artifact.id} ({size / 1e6:.2f} MB, {seconds:.1f} s){verdict}")
     return art.artifact

@@ -74,6 +74,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export.formats import PRECISIONS, ExportJob
 
 IO_TYPES = ("int8", "float")
+UNCOMPILED = "model-uncompiled.tflite"  # beside an Edge TPU-compiled file: the int8 file it was compiled from
 METADATA_NAME = "edgeres"
 _PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # so that the worker imports this very edgeres
 
@@ -86,6 +87,16 @@ def export(job: ExportJob) -> Path:
                            hint=f"choose from {', '.join(PRECISIONS)}")
     if io not in IO_TYPES:
         raise EdgeresError(f"TFLite option io={io!r} is not one of {', '.join(IO_TYPES)}")
+    edgetpu = job.options.get("compile", "none") == "edgetpu"
+    if edgetpu and (job.precision != "int8" or io != "int8"):
+        raise EdgeresError(f"the Edge TPU runs full-integer int8 files only, not {job.precision} with io={io}",
+                           hint="compile for it with --precision int8 --io int8")
+    if edgetpu:
+        from edgeres.export import edgetpu as compiler
+
+        if not compiler.available():  # before the conversion's minutes
+            raise EdgeresError(f"{compiler.COMPILER} is not on PATH: compiling for the Edge TPU needs it",
+                               hint=compiler.INSTALL_HINT)
     prep = job.preprocessing
     out = Path(job.out_path)
     with tempfile.TemporaryDirectory(prefix="edgeres-tflite-") as tmp_name:
@@ -107,13 +118,26 @@ def export(job: ExportJob) -> Path:
             config["onnx"] = str(Path(job.float_onnx()).resolve())
         (tmp / "config.json").write_text(json.dumps(config))
         _run_worker(tmp)
-        partial = out.with_name(f".{out.name}.part")
-        try:
-            shutil.copyfile(tmp / "model.tflite", partial)
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
+        files = {out: tmp / "model.tflite"}
+        if edgetpu:  # the compiled file is the artifact's; the file it came from is kept beside it, verified
+            compiled, report = compiler.compile_file(tmp / "model.tflite", tmp)
+            files = {out.with_name(UNCOMPILED): tmp / "model.tflite", out: compiled}
+            job.report["edgetpu"] = report
+        for target, source in files.items():
+            partial = target.with_name(f".{target.name}.part")
+            try:
+                shutil.copyfile(source, partial)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
     return out
+
+
+def runnable_twin(path: Path) -> Path:
+    """The file to run on a CPU for ``path``: itself, or for an Edge TPU-compiled file (whose
+    ``edgetpu-custom-op`` runs only with the delegate) the int8 file it was compiled from."""
+    twin = path.with_name(UNCOMPILED)
+    return twin if twin != path and twin.is_file() else path
 
 
 def _int8_onnx(job: ExportJob, path: Path) -> Path:

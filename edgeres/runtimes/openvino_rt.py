@@ -35,6 +35,7 @@ class OpenVinoSession(Session):
                 config["INFERENCE_NUM_THREADS"] = threads
         try:
             model = core.read_model(str(path))
+            self.offload = None if device == "CPU" else offload(core, model, device)
             self._compiled = core.compile_model(model, device, config)
         except Exception as exc:  # OpenVINO raises RuntimeError with long multi-line texts
             raise RuntimeUnavailable(f"OpenVINO cannot load {path.name}: {first_line(exc)}") from None
@@ -47,7 +48,18 @@ class OpenVinoSession(Session):
         return np.asarray(result[self._compiled.outputs[0]], np.float32)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "version": self.version}
+        return {**super().info(), "version": self.version, **({"offload": self.offload} if self.offload else {})}
+
+
+def offload(core: Any, model: Any, device: str) -> dict[str, Any]:
+    """Which of the model's operators ``device`` takes, by OpenVINO's own ``query_model``; the rest fall
+    back to the CPU under HETERO/AUTO (a plain NPU device refuses the model instead)."""
+    unit = device.split(":", 1)[-1].split(",")[0]  # HETERO:NPU,CPU -> NPU
+    ops = [op.get_friendly_name() for op in model.get_ordered_ops()
+           if op.get_type_name() not in ("Parameter", "Result", "Constant")]
+    placed = core.query_model(model, device)
+    taken = sum(1 for name in ops if placed.get(name, "").split(".")[0] == unit)
+    return {"unit": unit, "source": "OpenVINO query_model", "ops": len(ops), "on_cpu": len(ops) - taken}
 
 
 def check(device: str = "CPU", **_: Any) -> tuple[bool, str]:
