@@ -1,6 +1,6 @@
 """Bad inputs and concurrency against the real `edgeres` command: counted, each checked.
 
-    python benchmarks/hardening.py [--keep DIR]
+    python benchmarks/hardening.py [--keep DIR] [--only TEXT]
 
 Builds a small workspace (resnet20, 3 epochs on 10,000 Fashion-MNIST images, int8, exported to all three
 formats, its ONNX files benchmarked), then runs every bad input below as its own `edgeres` process and
@@ -8,7 +8,8 @@ checks that it ends with a non-zero exit, one clear message (the expected words)
 workspace the command left no worse: no manifest or file damaged beyond what the case itself damaged, no
 temp dir left. Then 20 `edgeres` processes run at once on one workspace (10 train, 10 export) and the
 same checks are made on what they wrote.
-Prints a Markdown table; JSON to benchmarks/out/hardening.json.
+Prints a Markdown table; a small JSON (each case's area, input, exit and verdict, the totals, the machine)
+to benchmarks/results/hardening.json. ``--only TEXT`` runs the matching cases alone (no JSON).
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ class Case:
     args: list[str]
     expect: str  # words the message must contain (case-insensitive)
     prepare: Callable[[Path], None] | None = None  # makes the bad file(s) in the case's directory
+    env: dict[str, str] | None = None  # more environment (paths relative to the case's directory)
 
 
-def edgeres(*args: str, workspace: Path, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, EDGERES_WORKSPACE=str(workspace), COLUMNS="200")
+def edgeres(*args: str, workspace: Path, cwd: Path | None = None, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, EDGERES_WORKSPACE=str(workspace), COLUMNS="200", **(env or {}))
     return subprocess.run([*EDGERES, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
@@ -445,6 +448,14 @@ def cases(ids: dict[str, str]) -> list[Case]:
              renamed_copy(t, "train-[bold]x-1")),
         Case("markup", "[/x] in a device name", [*bench, "--device", "pi[/x]"], "pi[/x]"),
         Case("markup", "[red] in a recipe path", ["run", "[red]r.yaml"], "[red]r.yaml"),
+        *dataset_cases(),
+        *number_cases(ids),
+        *more_manifest_cases(ids),
+        *more_results_cases(ids["bench"]),
+        *more_recipe_cases(),
+        *more_profile_cases(),
+        *workspace_cases(ids),
+        *more_cli_cases(ids),
     ]
 
 
@@ -560,8 +571,438 @@ def results_cases(bench_id: str) -> list[Case]:
     ]
 
 
+# -- datasets on disk, built small in the case's directory -------------------------------------------
+def cifar_dir(change: Callable[[Path], None] | None = None, n: int = 20) -> Callable[[Path], None]:
+    """A tiny CIFAR-10 python-batch directory ``cifar/`` (``n`` images a batch), then spoiled by ``change``."""
+    def make(d: Path) -> None:
+        import numpy as np
+
+        root = d / "cifar"
+        root.mkdir()
+        rng = np.random.default_rng(0)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)]}
+            (root / name).write_bytes(pickle.dumps(batch))
+        if change:
+            change(root)
+    return make
+
+
+def cifar_batch(name: str, make_batch: Callable[[], object]) -> Callable[[Path], None]:
+    """For ``cifar_dir``: batch ``name`` replaced by the pickle of ``make_batch()``."""
+    return lambda root: (root / name).write_bytes(pickle.dumps(make_batch()))
+
+
+def image_tree(train=("cat", "dog"), val=None, n: int = 3,
+               change: Callable[[Path], None] | None = None) -> Callable[[Path], None]:
+    """A tiny ImageFolder tree ``imgs/`` (``train/`` and ``val/``, ``n`` 40x40 PNGs a class), then spoiled."""
+    def make(d: Path) -> None:
+        from PIL import Image
+
+        root = d / "imgs"
+        for split, names in (("train", train), ("val", train if val is None else val)):
+            for name in names:
+                (root / split / name).mkdir(parents=True)
+                for i in range(n):
+                    Image.new("RGB", (40, 40), (40 * i, 80, 0)).save(root / split / name / f"{i}.png")
+        if change:
+            change(root)
+    return make
+
+
+def png_bomb(path: Path) -> None:
+    """A 200-byte PNG whose header claims 40,000 x 40,000 pixels (1.6 gigapixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
+def idx(array, dtype_code: int = 0x08) -> bytes:
+    import struct
+
+    return struct.pack(">HBB", 0, dtype_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + \
+        array.tobytes()
+
+
+def fashion_dir(change: Callable[[Path], None] | None = None, n: int = 30) -> Callable[[Path], None]:
+    """A tiny Fashion-MNIST directory ``fm/`` (the four idx files, ``n`` images each), then spoiled."""
+    def make(d: Path) -> None:
+        import numpy as np
+
+        root = d / "fm"
+        root.mkdir()
+        rng = np.random.default_rng(0)
+        for prefix in ("train", "t10k"):
+            (root / f"{prefix}-images-idx3-ubyte").write_bytes(idx(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
+            (root / f"{prefix}-labels-idx1-ubyte").write_bytes(idx(np.arange(n, dtype=np.uint8) % 10))
+        if change:
+            change(root)
+    return make
+
+
+def dataset_cases() -> list[Case]:
+    """Datasets a user points --data at: CIFAR-10 batches, ImageFolder trees, Fashion-MNIST idx files."""
+    import numpy as np
+
+    cifar = ["train", "resnet20", "--dataset", "cifar10", "--data", "cifar", "--epochs", "1", "--limit", "10",
+             "--batch-size", "10", "--eval-limit", "10"]
+    folder = ["train", "resnet20", "--dataset", "imagefolder", "--data", "imgs", "--epochs", "1",
+              "--input-size", "32", "--batch-size", "4"]
+    fashion = ["train", "resnet20", "--data", "fm", "--epochs", "1", "--batch-size", "10", "--eval-limit", "10"]
+    pixels = lambda n=20: np.zeros((n, 3072), np.uint8)  # noqa: E731
+    return [
+        Case("dataset", "CIFAR batch that is a pickled list", cifar, "not a dict",
+             cifar_dir(cifar_batch("data_batch_2", lambda: [1, 2, 3]))),
+        Case("dataset", "CIFAR batch with fewer labels than images", cifar, "labels",
+             cifar_dir(cifar_batch("data_batch_1", lambda: {"data": pixels(), "labels": [0] * 15}))),
+        Case("dataset", "CIFAR label 10 (classes are 0..9)", cifar, "labels must lie",
+             cifar_dir(cifar_batch("test_batch", lambda: {"data": pixels(), "labels": [10] * 20}))),
+        Case("dataset", "CIFAR label -1", cifar, "labels must lie",
+             cifar_dir(cifar_batch("data_batch_4", lambda: {"data": pixels(), "labels": [-1] * 20}))),
+        Case("dataset", "CIFAR pixels as float32", cifar, "uint8",
+             cifar_dir(cifar_batch("data_batch_1", lambda: {"data": pixels().astype(np.float32), "labels": [0] * 20}))),
+        Case("dataset", "CIFAR pixels N x 1024 (grey)", cifar, "3072",
+             cifar_dir(cifar_batch("data_batch_1", lambda: {"data": np.zeros((20, 1024), np.uint8), "labels": [0] * 20}))),
+        Case("dataset", "CIFAR-100 batch (fine_labels, no labels)", cifar, "labels",
+             cifar_dir(cifar_batch("test_batch", lambda: {"data": pixels(), "fine_labels": [0] * 20}))),
+        Case("dataset", "CIFAR batch truncated", cifar, "data_batch_3",
+             cifar_dir(lambda root: (root / "data_batch_3").write_bytes((root / "data_batch_3").read_bytes()[:500]))),
+        Case("dataset", "CIFAR batch empty", cifar, "test_batch", cifar_dir(lambda root: (root / "test_batch").write_bytes(b""))),
+        Case("dataset", "CIFAR batch a directory", cifar, "data_batch_5",
+             cifar_dir(lambda root: ((root / "data_batch_5").unlink(), (root / "data_batch_5").mkdir()))),
+        Case("dataset", "CIFAR batch gzipped in place", cifar, "data_batch_1",
+             cifar_dir(lambda root: (root / "data_batch_1").write_bytes(
+                 __import__("gzip").compress((root / "data_batch_1").read_bytes())))),
+        Case("dataset", "CIFAR batch holding a malicious pickle", cifar, "refusing",
+             both(cifar_dir(), lambda d: (d / "cifar" / "test_batch").write_bytes(pickle.dumps(Evil(d / "PWNED"))))),
+        Case("dataset", "CIFAR labels a string", cifar, "data_batch_2",
+             cifar_dir(cifar_batch("data_batch_2", lambda: {"data": pixels(), "labels": "cat"}))),
+        Case("dataset", "ImageFolder val/ lacking a class of train/", folder, "different classes",
+             image_tree(train=("cat", "dog", "fox"), val=("cat", "dog"))),
+        Case("dataset", "ImageFolder with one class", folder, "at least two", image_tree(train=("cat",))),
+        Case("dataset", "ImageFolder class folder with no images", folder, "holds no images",
+             image_tree(change=lambda root: [p.unlink() for p in (root / "val" / "dog").iterdir()])),
+        Case("dataset", "ImageFolder class of .txt files only", folder, "holds no images",
+             image_tree(change=lambda root: [p.rename(p.with_suffix(".txt")) for p in (root / "train" / "cat").iterdir()])),
+        Case("dataset", "ImageFolder 0-byte .png", folder, "1.png",
+             image_tree(change=lambda root: (root / "train" / "dog" / "1.png").write_bytes(b""))),
+        Case("dataset", "ImageFolder HTML page saved as .png", folder, "2.png",
+             image_tree(change=lambda root: (root / "val" / "cat" / "2.png").write_text("<html>404</html>"))),
+        Case("dataset", "ImageFolder truncated PNG", folder, "0.png",
+             image_tree(change=lambda root: (root / "train" / "cat" / "0.png").write_bytes(
+                 (root / "train" / "cat" / "0.png").read_bytes()[:60]))),
+        Case("dataset", "ImageFolder decompression bomb (40k x 40k PNG header)", folder, "bomb.png",
+             image_tree(change=lambda root: png_bomb(root / "train" / "dog" / "bomb.png"))),
+        Case("dataset", "ImageFolder train/ a file", folder, "train/",
+             image_tree(change=lambda root: (shutil.rmtree(root / "train"), (root / "train").write_text("x")))),
+        Case("dataset", "ImageFolder --data a file", [*folder[:5], "imgs.zip", *folder[6:]], "not a directory",
+             write("imgs.zip", b"PK\x03\x04")),
+        Case("dataset", "CIFAR directory given as --dataset imagefolder", [*folder[:5], "cifar", *folder[6:]],
+             "cifar10", cifar_dir()),
+        Case("dataset", "Fashion-MNIST labels file truncated", fashion, "labels",
+             fashion_dir(lambda root: (root / "train-labels-idx1-ubyte").write_bytes(
+                 idx(np.zeros(12, np.uint8))))),
+        Case("dataset", "Fashion-MNIST label 200", fashion, "labels must lie",
+             fashion_dir(lambda root: (root / "t10k-labels-idx1-ubyte").write_bytes(idx(np.full(30, 200, np.uint8))))),
+        Case("dataset", "Fashion-MNIST idx of float32 pixels", fashion, "unsigned-byte",
+             fashion_dir(lambda root: (root / "train-images-idx3-ubyte").write_bytes(
+                 idx(np.zeros((30, 28, 28), np.float32), 0x0D)))),
+        Case("dataset", "Fashion-MNIST images file cut short", fashion, "t10k-images",
+             fashion_dir(lambda root: (root / "t10k-images-idx3-ubyte").write_bytes(
+                 (root / "t10k-images-idx3-ubyte").read_bytes()[:3000]))),
+        Case("dataset", "Fashion-MNIST images 2-D", fashion, "NxHxW",
+             fashion_dir(lambda root: (root / "train-images-idx3-ubyte").write_bytes(idx(np.zeros((30, 784), np.uint8))))),
+        Case("dataset", "Fashion-MNIST .gz that is not gzip", fashion, "train-images",
+             fashion_dir(lambda root: ((root / "train-images-idx3-ubyte").unlink(),
+                                       (root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")))),
+        Case("dataset", "Fashion-MNIST directory missing a file", fashion, "t10k-labels",
+             fashion_dir(lambda root: (root / "t10k-labels-idx1-ubyte").unlink())),
+    ]
+
+
+def number_cases(ids: dict[str, str]) -> list[Case]:
+    """NaN, infinity, huge and negative values in the numeric options, and the bounds of the machine."""
+    t = ids["train"]
+    train = ["train", "resnet20", "--epochs", "1", "--limit", "20", "--eval-limit", "10"]
+    qat = ["quantize", t, "--int8", "--qat", "--train-limit", "20", "--val-limit", "10", "--eval-limit", "10"]
+    prune = ["prune", t, "--finetune-epochs", "0", "--val-limit", "10", "--eval-limit", "10"]
+    bench = ["bench", "--model", "resnet20", "--target", "onnx", "--precision", "fp32", "--eval-limit", "10",
+             "--rounds", "1", "--min-seconds", "0"]
+    export = ["export", "--target", "onnx", "--precision", "fp32", "--model", t]
+    return [
+        Case("numbers", "train --lr nan", [*train, "--lr", "nan"], "lr"),
+        Case("numbers", "train --lr inf", [*train, "--lr", "inf"], "lr"),
+        Case("numbers", "train --label-smoothing nan", [*train, "--label-smoothing", "nan"], "label"),
+        Case("numbers", "train --mean nan", [*train, "--mean", "nan"], "mean"),
+        Case("numbers", "train --std 0", [*train, "--std", "0"], "std"),
+        Case("numbers", "train --std -0.3", [*train, "--std", "-0.3"], "std"),
+        Case("numbers", "train --mean 1e400 (infinite)", [*train, "--mean", "1e400"], "mean"),
+        Case("numbers", "train two means for a 1-channel model", [*train, "--mean", "0.5", "--mean", "0.4"], "mean"),
+        Case("numbers", "train --seed 2**32", [*train, "--seed", str(2**32)], "seed"),
+        Case("numbers", "train --epochs 1000000", [*train[:2], "--epochs", "1000000"], "epochs"),
+        Case("numbers", "train --num-classes 5 on a 10-class dataset", [*train, "--num-classes", "5"], "smaller"),
+        Case("numbers", "import --input-size 100000", ["import", "resnet20", "--weights", "w.pt", "--input-size",
+             "100000"], "input-size", write("w.pt", b"")),
+        Case("numbers", "train --resize -1", [*train, "--resize", "-1"], "resize"),
+        Case("numbers", "quantize --qat --lr nan", [*qat, "--lr", "nan"], "lr"),
+        Case("numbers", "quantize --qat --lr inf", [*qat, "--lr", "inf"], "lr"),
+        Case("numbers", "quantize --qat --epochs 10**9", [*qat, "--epochs", str(10**9)], "epochs"),
+        Case("numbers", "quantize --max-drop inf", ["quantize", t, "--int8", "--max-drop", "inf"], "max-drop"),
+        Case("numbers", "quantize --max-drop -1", ["quantize", t, "--int8", "--max-drop", "-1"], "max-drop"),
+        Case("numbers", "prune --ratio nan", [*prune, "--ratio", "nan"], "ratio"),
+        Case("numbers", "prune --sparsity nan", [*prune, "--method", "magnitude", "--sparsity", "nan"], "sparsity"),
+        Case("numbers", "prune --lr nan", [*prune, "--lr", "nan"], "lr"),
+        Case("numbers", "prune --lr inf", [*prune, "--lr", "inf"], "lr"),
+        Case("numbers", "export --verify-limit -5", [*export, "--verify-limit", "-5"], "verify-limit"),
+        Case("numbers", "export --verify-limit 0", [*export, "--verify-limit", "0"], "verify-limit"),
+        Case("numbers", "bench --min-seconds nan", [*bench, "--min-seconds", "nan"], "min-seconds"),
+        Case("numbers", "bench --min-seconds inf", [*bench, "--min-seconds", "inf"], "min-seconds"),
+        # bounds: what this machine (or the device) can do, the limit stated
+        Case("bounds", "bench --threads 10000", [*bench, "--threads", "10000"], "at most"),
+        Case("bounds", "bench --threads 64 on a 4-core Raspberry Pi (estimated)",
+             [*bench, "--device", "raspberrypi", "--estimate", "--target", "tflite", "--threads", "64"], "at most 16"),
+        Case("bounds", "bench --min-runs 10**12", [*bench, "--min-runs", str(10**12)], "at most"),
+        Case("bounds", "bench --warmup 10**12", [*bench, "--warmup", str(10**12)], "at most"),
+        Case("bounds", "bench --rounds 100000", [*bench, "--rounds", "100000"], "at most"),
+        Case("bounds", "bench --min-seconds 1e9", [*bench, "--min-seconds", "1e9"], "at most"),
+        Case("bounds", "profile threads: 100000", ["bench", "--device", "p.yaml", *bench[1:]], "threads",
+             write("p.yaml", profile(extra="threads: 100000\n"))),
+        Case("bounds", "train --input-size 4096 (terabytes of images in memory)", [*train[:2], "--epochs", "0",
+             "--input-size", "4096"], "memory"),
+        Case("bounds", "train --resize 8192 on 28x28 images", [*train[:2], "--epochs", "0", "--input-size", "2048",
+             "--resize", "8192"], "memory"),
+        Case("bounds", "prune --finetune-epochs 10**9", [*prune[:2], "--finetune-epochs", str(10**9)], "finetune-epochs"),
+        Case("bounds", "prune --iterative 10**6", [*prune, "--iterative", str(10**6)], "iterative"),
+        Case("bounds", "recipe bench threads: 100000", ["run", "r.yaml"], "threads",
+             write("r.yaml", recipe(steps=GOOD_STEPS.replace("devices: [cpu]", "devices: [cpu], threads: 100000")))),
+        Case("bounds", "--set bench.min_runs=10**12", ["run", "r.yaml", "--set", f"bench.min_runs={10**12}"],
+             "min_runs", write("r.yaml", recipe())),
+    ]
+
+
+def more_manifest_cases(ids: dict[str, str]) -> list[Case]:
+    """More hand-edited manifests: loops in the lineage, wrong kinds of values, paths out of place."""
+    t, q, onnx8, b = ids["train"], ids["int8"], ids["onnx-int8"], ids["bench"]
+    bench = ["bench", "--model", "resnet20", "--eval-limit", "20", "--min-runs", "1", "--min-seconds", "0",
+             "--warmup", "0", "--rounds", "1", "--target", "onnx", "--precision", "int8"]
+    export8 = ["export", "--target", "onnx", "--precision", "int8", "--verify-limit", "20", "--model", q]
+    return [
+        Case("manifest", "parent is the artifact itself", export8, "parent", edit_manifest(q, lambda m: m.update(parent=q))),
+        Case("manifest", "two artifacts each other's parent", ["bench", "--export", onnx8, *bench[3:]], "parent",
+             both(edit_manifest(q, lambda m: m.update(parent=onnx8)), edit_manifest(onnx8, lambda m: m.update(parent=q)))),
+        Case("manifest", "kind 'Train' (wrong case)", ["eval", t], "kind", edit_manifest(t, lambda m: m.update(kind="Train"))),
+        Case("manifest", "a file's hash null", ["eval", t], "model.pt",
+             edit_manifest(t, lambda m: m["files"].update({"model.pt": None}))),
+        Case("manifest", "files a list", ["info", t], "files", edit_manifest(t, lambda m: m.update(files=["model.pt"]))),
+        Case("manifest", "mean of strings", ["eval", t], "mean",
+             edit_manifest(t, lambda m: m["preprocessing"].update(mean=["a"]))),
+        Case("manifest", "two channels", ["eval", t], "channels",
+             edit_manifest(t, lambda m: m["preprocessing"].update(channels=2))),
+        Case("manifest", "input_size true", ["eval", t], "input_size",
+             edit_manifest(t, lambda m: m["preprocessing"].update(input_size=True))),
+        Case("manifest", "export format coreml", bench, "coreml", edit_manifest(onnx8, lambda m: m.update(format="coreml"))),
+        Case("manifest", "export precision int4", bench, "int4", edit_manifest(onnx8, lambda m: m.update(precision="int4"))),
+        Case("manifest", "export runtime tensorrt", bench, "tensorrt",
+             edit_manifest(onnx8, lambda m: m.update(runtime="tensorrt"))),
+        Case("manifest", "export file: manifest.json", bench, "manifest.json",
+             edit_manifest(onnx8, lambda m: m.update(file="manifest.json"))),
+        Case("manifest", "export file not among its files", bench, "other.onnx",
+             edit_manifest(onnx8, lambda m: m.update(file="other.onnx"))),
+        Case("manifest", "data.dir /etc", ["eval", t], "/etc",
+             edit_manifest(t, lambda m: m["data"].update(dir="/etc"))),
+        Case("manifest", "data.dataset mnist", ["eval", t], "mnist",
+             edit_manifest(t, lambda m: m["data"].update(dataset="mnist"))),
+        Case("manifest", "data.validation random", ["eval", t], "validation",
+             edit_manifest(t, lambda m: m["data"].update(validation="random"))),
+        Case("manifest", "quantizers.json dropped from files", ["eval", q, "--eval-limit", "10"], "quantizers.json",
+             edit_manifest(q, lambda m: m["files"].pop("quantizers.json") and None)),
+        Case("manifest", "id with ../", ["info", t], "id", edit_manifest(t, lambda m: m.update(id="../x"))),
+        Case("manifest", "UTF-8 byte-order mark (a Windows editor)", ["info", t], "manifest.json",
+             manifest_bytes(t, lambda text: "\ufeff" + text)),
+        Case("manifest", "num_classes 0", ["eval", t], "num_classes",
+             edit_manifest(t, lambda m: m["architecture"].update(num_classes=0))),
+        Case("manifest", "architecture of another model", ["eval", t, "--eval-limit", "10"], "does not fit",
+             edit_manifest(t, lambda m: m["architecture"].update(name="resnet32"))),
+        Case("manifest", "3 classes for a 10-output model", ["eval", t, "--eval-limit", "10"], "classes",
+             edit_manifest(t, lambda m: m.update(classes=["a", "b", "c"]))),
+        Case("manifest", "bench without results.json in files", ["report", b], "results.json",
+             edit_manifest(b, lambda m: m["files"].pop("results.json") and None)),
+        Case("manifest", "verify top1 a string in an export", bench, "top1",
+             edit_manifest(onnx8, lambda m: m["metrics"].setdefault("verify", {}).update(top1="high"))),
+    ]
+
+
+def more_results_cases(bench_id: str) -> list[Case]:
+    """More edited results.json files (consistently re-hashed)."""
+    def case(what: str, change: Callable[[dict], object], expect: str = "results.json") -> Case:
+        return Case("report", f"results.json: {what}", ["report", bench_id], expect,
+                    consistent(bench_id, "results.json", edit_json(change)))
+
+    def row(change: Callable[[dict], object]) -> Callable[[dict], object]:
+        return lambda doc: change(doc["rows"][-1])
+
+    return [
+        case("NaN as a latency", row(lambda x: x.update(p50_ms=float("nan")))),
+        case("top1 negative", row(lambda x: x.update(top1=-5.0)), "top1"),
+        case("threads a string", row(lambda x: x.update(threads="all")), "threads"),
+        case("size_bytes a list", row(lambda x: x.update(size_bytes=[1])), "size_bytes"),
+        case("rounds 0", lambda r: r["method"].update(rounds=0), "rounds"),
+        case("rows a string", lambda r: r.update(rows="none"), "rows"),
+        Case("report", "results.json: not UTF-8", ["report", bench_id], "results.json",
+             consistent(bench_id, "results.json", lambda path: b"\xff\xfe" + path.read_bytes())),
+        Case("report", "results.json: 100,000 nested lists", ["report", bench_id], "results.json",
+             consistent(bench_id, "results.json", lambda path: "[" * 100_000 + "]" * 100_000)),
+    ]
+
+
+def more_recipe_cases() -> list[Case]:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    return [
+        Case("recipe", "duplicate key (model twice)", ["run", "r.yaml"], "model",
+             write("r.yaml", recipe() + "model: resnet32\n")),
+        Case("recipe", "invalid UTF-8", ["run", "r.yaml"], "r.yaml", write("r.yaml", recipe().encode() + b"# \xff\xfe\n")),
+        Case("recipe", "YAML bomb as the mean (a billion x)", ["run", "r.yaml"], "mean",
+             write("r.yaml", bomb + recipe().replace("model:", "mean: *i\nmodel:"))),
+        Case("recipe", "tab indentation", ["run", "r.yaml"], "yaml", write("r.yaml", recipe().replace("  train", "\ttrain"))),
+        Case("recipe", "recipe path a directory", ["run", "recipes.d"], "recipes.d", lambda d: (d / "recipes.d").mkdir()),
+        Case("recipe", "recipe /dev/zero (endless)", ["run", "/dev/zero"], "/dev/zero"),
+        Case("recipe", "recipe a link to /dev/urandom", ["run", "r.yaml"], "r.yaml",
+             lambda d: (d / "r.yaml").symlink_to("/dev/urandom")),
+        Case("recipe", "a 20 MB recipe", ["run", "r.yaml"], "larger than",
+             write("r.yaml", recipe() + "# " + "x" * (20 << 20) + "\n")),
+        Case("recipe", "epochs: .nan", ["run", "r.yaml"], "epochs", write("r.yaml", recipe(steps="  train: {epochs: .nan}"))),
+        Case("recipe", "lr: 1e400", ["run", "r.yaml"], "lr", write("r.yaml", recipe(steps="  train: {lr: 1e400}"))),
+        Case("recipe", "steps a list", ["run", "r.yaml"], "steps", write("r.yaml", recipe(steps="  - train\n  - export"))),
+        Case("recipe", "mean: [.nan]", ["run", "r.yaml"], "mean", write("r.yaml", recipe(extra="mean: [.nan]\n"))),
+        Case("recipe", "data: a file", ["run", "r.yaml"], "cifar",
+             both(write("r.yaml", recipe(dataset="cifar10", extra="data: notes.txt\n")), write("notes.txt", "x"))),
+        Case("recipe", "--set without =", ["run", "r.yaml", "--set", "train.epochs"], "KEY=VALUE", write("r.yaml", recipe())),
+        Case("recipe", "--set value not YAML", ["run", "r.yaml", "--set", "train.epochs=[1"], "not valid YAML",
+             write("r.yaml", recipe())),
+        Case("recipe", "--set a step to a number", ["run", "r.yaml", "--set", "train=5"], "train", write("r.yaml", recipe())),
+    ]
+
+
+def more_profile_cases() -> list[Case]:
+    bench = ["bench", "--model", "resnet20", "--eval-limit", "20", "--min-runs", "1", "--min-seconds", "0",
+             "--warmup", "0", "--rounds", "1", "--target", "onnx", "--precision", "fp32"]
+    estimate = ("estimate: {peak_fp32_gops: {value: 10, source: x}, memory_bandwidth_gbs: {value: %s, source: x}, "
+                "compute_efficiency: {value: %s, source: x}}\n")
+    return [
+        Case("profile", "EDGERES_DEVICES a file", [*bench, "--device", "mine"], "not a directory",
+             write("devices.txt", "x"), env={"EDGERES_DEVICES": "devices.txt"}),
+        Case("profile", "--devices-dir a file", [*bench, "--device", "mine", "--devices-dir", "devices.txt"],
+             "not a directory", write("devices.txt", "x")),
+        Case("profile", "EDGERES_DEVICES holding a broken profile", [*bench, "--device", "mine"], "mine.yaml",
+             write("devs/mine.yaml", "description: [x\n"), env={"EDGERES_DEVICES": "devs"}),
+        Case("profile", "threads 0", [*bench, "--device", "p.yaml"], "threads", write("p.yaml", profile(extra="threads: 0\n"))),
+        Case("profile", "invalid UTF-8", [*bench, "--device", "p.yaml"], "p.yaml",
+             write("p.yaml", profile().encode() + b"# \xff\n")),
+        Case("profile", "profile path a directory", [*bench, "--device", "p.yaml"], "p.yaml", lambda d: (d / "p.yaml").mkdir()),
+        Case("profile", "profile a link to /dev/zero", [*bench, "--device", "p.yaml"], "p.yaml",
+             lambda d: (d / "p.yaml").symlink_to("/dev/zero")),
+        Case("profile", "duplicate key", [*bench, "--device", "p.yaml"], "arch", write("p.yaml", profile() + "arch: aarch64\n")),
+        Case("profile", "memory bandwidth .inf", [*bench, "--device", "p.yaml", "--estimate"], "memory_bandwidth",
+             write("p.yaml", profile(extra=estimate % (".inf", "0.5")))),
+        Case("profile", "compute efficiency .nan", [*bench, "--device", "p.yaml", "--estimate"], "compute_efficiency",
+             write("p.yaml", profile(extra=estimate % ("10", ".nan")))),
+        Case("profile", "max_eval_images 0", [*bench, "--device", "p.yaml"], "max_eval_images",
+             write("p.yaml", profile(extra="max_eval_images: 0\n"))),
+        Case("profile", "connection type telnet", [*bench, "--device", "p.yaml"], "connection.type",
+             write("p.yaml", profile(connection="{type: telnet}"))),
+        Case("profile", "connection an ssh URL string", [*bench, "--device", "p.yaml"], "connection",
+             write("p.yaml", profile(connection="ssh://pi@raspberrypi.local"))),
+        Case("profile", "execution provider not here (CUDA)", [*bench, "--device", "p.yaml"], "CUDAExecutionProvider",
+             write("p.yaml", profile(runtimes="{onnxruntime: {provider: CUDAExecutionProvider}}"))),
+        Case("profile", "TFLite delegate library missing", [*bench[:-4], "--target", "tflite", "--device", "p.yaml"],
+             "delegate", write("p.yaml", profile(runtimes="{tflite: {delegate: /no/such/libdelegate.so}}"))),
+        Case("profile", "OpenVINO device not here (NPU)", [*bench[:-4], "--target", "openvino", "--device", "p.yaml"],
+             "NPU", write("p.yaml", profile(runtimes="{openvino: {device: NPU}}"))),
+        Case("profile", "arch riscv64", [*bench, "--device", "p.yaml"], "arch", write("p.yaml", profile(arch="riscv64"))),
+        Case("profile", "emulation cpu unknown", [*bench, "--device", "p.yaml"], "emulation.cpu",
+             write("p.yaml", profile(arch="aarch64", extra="emulation: {cpu: cortex-x1}\n"))),
+        Case("ssh", "port 0", [*bench, "--device", "p.yaml"], "port", write("p.yaml", profile(connection=ssh(port=0)))),
+        Case("ssh", "port with a shell command", [*bench, "--device", "p.yaml"], "port",
+             write("p.yaml", profile(connection=ssh(port="22; touch PWNED")))),
+        Case("ssh", "empty host", [*bench, "--device", "p.yaml"], "connection.host",
+             write("p.yaml", profile(connection=ssh(host="")))),
+        Case("ssh", "host with a newline and an option", [*bench, "--device", "p.yaml"], "connection.host",
+             write("p.yaml", profile(connection=ssh(host="pi\n-oProxyCommand=touch PWNED")))),
+        Case("ssh", "key a directory", [*bench, "--device", "p.yaml"], "connection.key",
+             both(write("p.yaml", profile(connection=ssh(key="keys"))), lambda d: (d / "keys").mkdir())),
+        Case("ssh", "python that is an option", [*bench, "--device", "p.yaml"], "connection.python",
+             write("p.yaml", profile(connection=ssh(python="-c import os")))),
+        Case("ssh", "connect_timeout .nan", [*bench, "--device", "p.yaml"], "connect_timeout",
+             write("p.yaml", profile(connection=ssh(connect_timeout=float("nan"))))),
+        Case("ssh", "retries 100", [*bench, "--device", "p.yaml"], "retries",
+             write("p.yaml", profile(connection=ssh(retries=100)))),
+    ]
+
+
+def workspace_cases(ids: dict[str, str]) -> list[Case]:
+    """Faults of the workspace itself: where it cannot be written, links, odd entries."""
+    t = ids["train"]
+    train = ["train", "resnet20", "--epochs", "0", "--eval-limit", "10"]
+    return [
+        Case("workspace", "workspace on a read-only file system (/proc)", [*train, "--workspace", "/proc/edgeres-ws"],
+             "/proc/edgeres-ws"),
+        Case("workspace", "workspace under a file", [*train, "--workspace", "afile/ws"], "afile", write("afile", "x")),
+        Case("workspace", "workspace a dangling link", [*train, "--workspace", "wslink"], "wslink",
+             lambda d: (d / "wslink").symlink_to(d / "gone")),
+        Case("workspace", "workspace a link loop", ["info", "--workspace", "loop"], "loop",
+             lambda d: (d / "loop").symlink_to(d / "loop")),
+        Case("workspace", "an artifact directory linked to another's", ["info", "train-resnet20-linked"], "its directory",
+             lambda d: (d / "ws" / "train-resnet20-linked").symlink_to(d / "ws" / t)),
+        Case("workspace", "an artifact directory linked to outside", ["eval", "train-resnet20-out", "--eval-limit", "10"], "outside",
+             lambda d: (shutil.copytree(d / "ws" / t, d / "elsewhere"),
+                        edit_manifest("../elsewhere", lambda m: m.update(id="train-resnet20-out"))(d),
+                        (d / "ws" / "train-resnet20-out").symlink_to(d / "elsewhere"))),
+        Case("workspace", "model.pt a link loop", ["eval", t], "model.pt",
+             lambda d: ((d / "ws" / t / "model.pt").unlink(), (d / "ws" / t / "model.pt").symlink_to("model.pt"))),
+        Case("workspace", "model.pt a link to /dev/zero", ["eval", t], "model.pt",
+             lambda d: ((d / "ws" / t / "model.pt").unlink(), (d / "ws" / t / "model.pt").symlink_to("/dev/zero"))),
+        Case("workspace", "export --output on a read-only file system", ["export", "--target", "onnx", "--precision",
+             "fp32", "--model", t, "--no-verify", "--output", "/proc/edgeres-out"], "/proc/edgeres-out"),
+        Case("workspace", "export --output an existing file", ["export", "--target", "onnx", "--precision", "fp32",
+             "--model", t, "--no-verify", "--output", "out.onnx"], "not a directory", write("out.onnx", "x")),
+    ]
+
+
+def more_cli_cases(ids: dict[str, str]) -> list[Case]:
+    t, q, b = ids["train"], ids["int8"], ids["bench"]
+    return [
+        Case("cli", "--weights /dev/zero", ["train", "resnet20", "--epochs", "0", "--weights", "/dev/zero"], "/dev/zero"),
+        Case("cli", "--weights a directory", ["train", "resnet20", "--epochs", "0", "--weights", "wdir"], "directory",
+             lambda d: (d / "wdir").mkdir()),
+        Case("cli", "--weights a link loop", ["import", "resnet20", "--weights", "w.pt"], "w.pt",
+             lambda d: (d / "w.pt").symlink_to("w.pt")),
+        Case("cli", "a 5,000-character model name", ["export", "--target", "onnx", "--model", "r" * 5000], "rrrr"),
+        Case("cli", "a 5,000-character artifact to info", ["info", "train-" + "x" * 5000], "no artifact"),
+        Case("cli", "a model name with a newline", ["train", "resnet20\n"], "resnet20"),
+        Case("cli", "bench --export of a train artifact", ["bench", "--export", t, "--eval-limit", "10"], "export"),
+        Case("cli", "bench --precision fp16 with no fp16 export", ["bench", "--model", "resnet20", "--target", "onnx",
+             "--precision", "fp16", "--eval-limit", "10"], "fp16"),
+        Case("cli", "quantize an export artifact", ["quantize", ids["onnx-fp32"], "--int8"], "export"),
+        Case("cli", "export a bench artifact", ["export", "--target", "onnx", "--model", b], "bench"),
+        Case("cli", "eval a bench artifact", ["eval", b], "bench"),
+        Case("cli", "prune --method unknown", ["prune", t, "--method", "random"], "random"),
+        Case("cli", "prune --method magnitude with --ratio", ["prune", t, "--method", "magnitude", "--ratio", "0.3"],
+             "--sparsity"),
+        Case("cli", "eval --dataset cifar10 on a Fashion-MNIST model", ["eval", t, "--dataset", "cifar10"], "fashion-mnist"),
+        Case("cli", "eval --data of another dataset's files", ["eval", t, "--data", "cifar"], "cifar", cifar_dir()),
+        Case("cli", "devices --setup of an unknown device", ["devices", "--setup", "raspberry"], "raspberry"),
+        Case("cli", "quantize an int8 artifact again", ["quantize", q, "--int8"], "int8"),
+    ]
+
+
 def run_case(case: Case, base: Path, index: int) -> dict:
-    d = base / f"case-{index:02d}"
+    d = base / f"case-{index:03d}"
+    shutil.rmtree(d, ignore_errors=True)
     shutil.copytree(base / "ws", d / "ws", symlinks=True)
     if case.prepare:
         try:
@@ -572,7 +1013,11 @@ def run_case(case: Case, base: Path, index: int) -> dict:
     damaged = set(check_workspace(d / "ws"))  # what the case damaged on purpose
     before = sorted(p.name for p in (d / "ws").iterdir())
     start = time.perf_counter()
-    proc = edgeres(*case.args, workspace=d / "ws", cwd=d, timeout=300)
+    try:
+        proc = edgeres(*case.args, workspace=d / "ws", cwd=d, timeout=300, env=case.env)
+    except subprocess.TimeoutExpired:
+        return {"area": case.area, "what": case.what, "args": case.args, "exit": None, "ok": False,
+                "problems": ["hang: no answer within 300 s"], "message": "", "new_artifacts": [], "seconds": 300}
     text = proc.stdout + proc.stderr
     after = sorted(p.name for p in (d / "ws").iterdir())
     problems = []
@@ -612,9 +1057,36 @@ def concurrent(base: Path, train_id: str, n: int = 20) -> dict:
             "tracebacks": sum("Traceback" in p.stderr for p in procs)}
 
 
+def machine() -> dict:
+    """What the cases ran on."""
+    import platform
+
+    from edgeres import __version__
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else \
+        platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "edgeres": __version__,
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def totals(results: list[dict]) -> dict:
+    def count(test: Callable[[list[str]], bool]) -> int:
+        return sum(test(r["problems"]) for r in results)
+    return {"cases": len(results), "clean": sum(r["ok"] for r in results),
+            "tracebacks": count(lambda p: "traceback" in p),
+            "wrong_successes": count(lambda p: "exit code 0" in p),
+            "unclear_messages": count(lambda p: any(x.startswith("message lacks") for x in p)),
+            "hangs": count(lambda p: any(x.startswith("hang") for x in p)),
+            "corrupt": count(lambda p: any("manifest" in x or "changed" in x or "temp" in x
+                                           for x in p))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="build and keep the work directories here")
+    parser.add_argument("--only", help="run only the cases whose area or description contains this text "
+                                       "(no JSON is written then)")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="edgeres-hardening-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -624,28 +1096,34 @@ def main() -> None:
         (base / "ids.json").write_text(json.dumps(ids))
     ids = json.loads((base / "ids.json").read_text())
     all_cases = cases(ids)
+    if args.only:
+        all_cases = [c for c in all_cases if args.only.lower() in f"{c.area} {c.what}".lower()]
+    start = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda ic: run_case(ic[1], base, ic[0]), enumerate(all_cases)))
-    many = concurrent(base, ids["train"])
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "hardening.json").write_text(json.dumps({"cases": results, "concurrent": many}, indent=2))
+    many = None if args.only else concurrent(base, ids["train"])
+    if not args.only:
+        out = Path(__file__).parent / "results" / "hardening.json"
+        out.parent.mkdir(exist_ok=True)
+        kept = [{"area": r["area"], "what": r["what"], "exit": r["exit"], "verdict": "clean" if r["ok"] else
+                 "; ".join(r["problems"]), "message": r["message"][:160]} for r in results]
+        out.write_text(json.dumps({"command": "python benchmarks/hardening.py", "machine": machine(),
+                                   "totals": totals(results), "seconds": round(time.perf_counter() - start),
+                                   "concurrent": many, "cases": kept}, indent=1) + "\n")
 
     print("| # | area | bad input | exit | message (first error line) | ok |")
     print("|---|---|---|---|---|---|")
     for i, r in enumerate(results, 1):
         ok = "yes" if r["ok"] else "**NO**: " + "; ".join(r["problems"])
         print(f"| {i} | {r['area']} | {r['what']} | {r['exit']} | {r['message'].replace('|', '/')[:140]} | {ok} |")
-    passed = sum(r["ok"] for r in results)
-    print(f"\n{passed} of {len(results)} bad inputs handled cleanly "
-          f"({sum('traceback' in r['problems'] for r in results)} tracebacks, "
-          f"{sum('exit code 0' in r['problems'] for r in results)} wrong successes, "
-          f"{sum(any(p.startswith('message lacks') for p in r['problems']) for r in results)} unclear messages, "
-          f"{sum(any('manifest' in p or 'changed' in p or 'temp' in p for p in r['problems']) for r in results)} "
-          "corrupt workspaces).")
-    print(f"{many['processes']} concurrent edgeres processes: exit codes {sorted(set(many['exit_codes']))}, "
-          f"{many['new_artifacts']} new artifacts, {len(many['problems'])} problems, {many['tracebacks']} "
-          f"tracebacks, {many['wall_seconds']} s wall")
+    t = totals(results)
+    print(f"\n{t['clean']} of {t['cases']} bad inputs handled cleanly ({t['tracebacks']} tracebacks, "
+          f"{t['wrong_successes']} wrong successes, {t['unclear_messages']} unclear messages, {t['hangs']} hangs, "
+          f"{t['corrupt']} corrupt workspaces).")
+    if many:
+        print(f"{many['processes']} concurrent edgeres processes: exit codes {sorted(set(many['exit_codes']))}, "
+              f"{many['new_artifacts']} new artifacts, {len(many['problems'])} problems, {many['tracebacks']} "
+              f"tracebacks, {many['wall_seconds']} s wall")
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import platform
 import tempfile
@@ -140,6 +141,9 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> l
     return [v for v in allowed if v in values]
 
 
+METHOD_LIMITS = {"warmup": 10_000, "min_runs": 100_000, "min_seconds": 600, "rounds": 100, "throughput_batch": 256}
+
+
 def _method(overrides: dict[str, float]) -> dict[str, Any]:
     from edgeres.runtimes.runner import DEFAULT_METHOD
 
@@ -148,6 +152,10 @@ def _method(overrides: dict[str, float]) -> dict[str, Any]:
     if unknown:
         raise EdgeresError(f"unknown method setting {sorted(unknown)[0]!r}", hint=f"known: {', '.join(defaults)}")
     method = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    for key, limit in METHOD_LIMITS.items():  # each run count and second is spent once per variant and round
+        if not (isinstance(method[key], (int, float)) and math.isfinite(method[key]) and method[key] <= limit):
+            raise EdgeresError(f"--{key.replace('_', '-')} {method[key]}: at most {limit:g} (a variant's process "
+                               f"has {BenchRequest.timeout:g} s)", hint="leave it out for the default")
     if (method["warmup"] < 0 or method["min_runs"] < 1 or method["min_seconds"] < 0 or method["throughput_batch"] < 1
             or method["rounds"] < 1):
         raise EdgeresError("method: warmup >= 0, min runs >= 1, min seconds >= 0, throughput batch >= 1 and "
@@ -725,6 +733,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     if req.trust_new_host:
         profile = devices.trusting_new_host(profile)
     profile = _stand_in(req, profile)
+    devices.check_threads(profile, req.threads)
     estimated, warnings = _mode(req, profile)
     torch_rows = profile.runtimes.torch is not None and bool(profile.runtimes.torch.precisions)
     root, exports = select_variants(ws, req.model, formats, precisions, req.exports, need_exports=not torch_rows)

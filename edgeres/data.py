@@ -180,8 +180,36 @@ def to_input(images: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
     return (x - mean) / std
 
 
+def available_memory() -> int:
+    """Bytes of memory still available on this machine (``MemAvailable``; else all of it)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+WORK_BYTES = 1 << 28  # the resize of one batch of images works in at most this much memory (256 MB)
+
+
+def check_memory(images: int, prep: Preprocessing) -> None:
+    """Refuse, before allocating, a dataset whose preprocessed tensors would not fit in this machine's memory."""
+    need = images * prep.channels * prep.input_size ** 2 * 4
+    have = available_memory()
+    if need > 0.8 * have:
+        raise EdgeresError(f"{images} images at {prep.input_size}x{prep.input_size} need {need / 1e9:.1f} GB of "
+                           f"memory; this machine has {have / 1e9:.1f} GB available",
+                           hint="a smaller --input-size, or fewer images (--limit, --eval-limit, --calib-samples)")
+
+
 def preprocess_uint8(images: np.ndarray, prep: Preprocessing, batch: int = 4096) -> torch.Tensor:
-    """uint8 NCHW images (one size) -> preprocessed float tensors, in batches to bound memory."""
+    """uint8 NCHW images (one size) -> preprocessed float tensors, in batches to bound memory (checked to
+    fit first)."""
+    check_memory(len(images), prep)
+    side = max(prep.resize or prep.input_size, prep.input_size)
+    batch = max(1, min(batch, WORK_BYTES // (3 * images.shape[1] * side * side * 4)))
     out = torch.empty((len(images), prep.channels, prep.input_size, prep.input_size))
     for start in range(0, len(images), batch):
         out[start:start + batch] = to_input(torch.from_numpy(np.ascontiguousarray(images[start:start + batch])), prep)
@@ -275,7 +303,8 @@ def _imagefolder_root(data_dir: Path | None) -> Path:
                            "subfolder of images per class")
     root = Path(data_dir)
     if not root.is_dir():
-        raise EdgeresError(f"imagefolder directory {root} does not exist", hint="pass --data DIR holding train/ "
+        state = "is not a directory" if root.exists() else "does not exist"
+        raise EdgeresError(f"imagefolder directory {root} {state}", hint="pass --data DIR holding train/ "
                            "and val/ with one subfolder of images per class")
     for sub in ("train", "val"):
         if not (root / sub).is_dir():
@@ -447,16 +476,18 @@ def source_of(manifest: dict, *, dataset: str | None = None, data_dir: Path | No
                            hint="leave out --dataset: every step reads the data recorded in the model's lineage "
                                 "(--data points it at another copy)")
     if data_dir is not None:
-        source = open_source(recorded.dataset, data_dir, recorded.validation)
-        classes = manifest.get("classes")
-        found = source.info().classes
-        if classes and (len(found) != len(classes) or (recorded.dataset == "imagefolder" and list(found) != classes)):
-            raise EdgeresError(f"--data {data_dir} holds {len(found)} classes ({', '.join(found[:5])}"
-                               f"{' ...' if len(found) > 5 else ''}) but {name} classifies {len(classes)} "
-                               f"({', '.join(classes[:5])}{' ...' if len(classes) > 5 else ''})",
-                               hint="point --data at the dataset the model was trained on")
-        return source
-    if recorded.root is not None and not recorded.root.exists():
-        raise EdgeresError(f"the {recorded.dataset} data of {name} is no longer at {recorded.root}",
-                           hint="pass --data DIR where it is now")
-    return open_source(recorded.dataset, recorded.root, recorded.validation)
+        source, where = open_source(recorded.dataset, data_dir, recorded.validation), f"--data {data_dir}"
+        hint = "point --data at the dataset the model was trained on"
+    else:
+        if recorded.root is not None and not recorded.root.exists():
+            raise EdgeresError(f"the {recorded.dataset} data of {name} is no longer at {recorded.root}",
+                               hint="pass --data DIR where it is now")
+        source = open_source(recorded.dataset, recorded.root, recorded.validation)
+        where, hint = f"its data ({source.root})", "its manifest or its data changed since: re-run its step"
+    classes = manifest.get("classes")
+    found = source.info().classes
+    if classes and (len(found) != len(classes) or (recorded.dataset == "imagefolder" and list(found) != classes)):
+        raise EdgeresError(f"{where} holds {len(found)} classes ({', '.join(found[:5])}"
+                           f"{' ...' if len(found) > 5 else ''}) but {name} classifies {len(classes)} "
+                           f"({', '.join(classes[:5])}{' ...' if len(classes) > 5 else ''})", hint=hint)
+    return source

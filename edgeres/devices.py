@@ -50,7 +50,7 @@ OptionValue = Annotated[Any, AfterValidator(_scalar)]  # one clear error instead
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Figure(_Strict):
@@ -245,7 +245,7 @@ class Profile(_Strict):
     description: str = Field(min_length=1)
     arch: Literal["native", "x86_64", "aarch64", "armv7l"]  # native: whatever this host is
     connection: Connection
-    threads: Optional[int] = Field(None, ge=1)  # None: every core of the device
+    threads: Optional[int] = Field(None, ge=1, le=1024)  # None: every core of the device
     max_eval_images: Optional[int] = Field(None, ge=1)  # bench's default test images (slow emulators)
     verified_on_hardware: bool = False  # has this profile run on its real hardware? (bench rows say so)
     runtimes: Runtimes
@@ -349,7 +349,8 @@ def _user_dir(devices_dir: Path | str | None) -> Path | None:
         return None
     path = Path(chosen).expanduser()
     if not path.is_dir():
-        raise EdgeresError(f"devices directory {path} does not exist",
+        state = "is not a directory" if path.exists() else "does not exist"
+        raise EdgeresError(f"devices directory {path} {state}",
                            hint=f"pass a directory of <name>.yaml profiles with --devices-dir or ${ENV_DIR}")
     return path
 
@@ -399,6 +400,34 @@ def trusting_new_host(profile: Profile) -> Profile:
 
 
 # -- what a variant needs ---------------------------------------------------------------------------
+THREADS_PER_CORE = 4  # --threads above this many per core only makes the threads wait on each other
+
+
+def max_threads(profile: Profile) -> tuple[int, str]:
+    """The most threads a runtime may start on the device, and where its core count comes from: the
+    profile's ``threads`` (its cores) for a remote device, this machine's cores for one run here."""
+    if isinstance(profile.connection, SshConnection) and profile.threads:
+        cores, where = profile.threads, f"{profile.name}'s {profile.threads} cores (threads in its profile)"
+    elif isinstance(profile.connection, SshConnection):
+        cores, where = 64, f"{profile.name}'s cores (unknown: its profile gives no threads; 64 assumed)"
+    else:
+        cores = os.cpu_count() or 1
+        where = f"the {cores} cores of this machine"
+    return THREADS_PER_CORE * cores, where
+
+
+def check_threads(profile: Profile, threads: int | None) -> None:
+    """Refuse a thread count (``--threads``, or the profile's own) far beyond the device's cores."""
+    chosen = threads if threads is not None else profile.threads
+    if chosen is None:
+        return
+    limit, where = max_threads(profile)
+    if not 1 <= chosen <= limit:
+        what = "--threads" if threads is not None else f"threads in {profile.path or profile.name}"
+        raise EdgeresError(f"{what} {chosen}: at most {limit} ({THREADS_PER_CORE} per core of {where})",
+                           hint="leave it out to use one thread per core")
+
+
 def runtime_options(profile: Profile, runtime: str, threads: int | None = None) -> dict[str, Any]:
     """Keyword arguments for ``edgeres.runtimes.open_session`` from the profile's settings of ``runtime``.
 
@@ -508,7 +537,8 @@ def usable(profile: Profile, runtime: str | None = None) -> tuple[bool, str]:
     if isinstance(profile.connection, SshConnection):
         key = profile.connection.key
         if key and not Path(key).expanduser().is_file():
-            return False, f"its ssh key {key} (connection.key) does not exist"
+            state = "is not a file" if Path(key).expanduser().exists() else "does not exist"
+            return False, f"its ssh key {key} (connection.key) {state}"
         return _reachable(profile.connection)
     if isinstance(profile.connection, EmulatedConnection):
         return _emulation_ready(profile)

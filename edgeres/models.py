@@ -159,7 +159,8 @@ def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, t
     if path.is_dir():
         raise EdgeresError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
-        raise EdgeresError(f"checkpoint {path} not found")
+        kind = "is not a regular file" if path.exists() else "not found"  # /dev/zero would be read forever
+        raise EdgeresError(f"checkpoint {path} {kind}")
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says enough
             warnings.simplefilter("ignore")

@@ -47,6 +47,8 @@ from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
 METHODS = STRUCTURED + ("magnitude",)
 DEFAULT_RATIO = 0.3
+MAX_STEPS = 100  # --iterative: each step prunes and fine-tunes
+MAX_EPOCHS = 10_000
 TAYLOR_IMAGES = 512  # training images whose loss gradient ranks channels for --method taylor
 RECALIBRATION_IMAGES = 2000  # training images that re-estimate BatchNorm statistics after each step
 
@@ -90,12 +92,12 @@ def _validate(req: PruneRequest) -> PruneRequest:
         if not 0 < req.ratio < 1:
             raise EdgeresError(f"--ratio must lie strictly between 0 and 1, got {req.ratio}",
                                hint="it is the fraction of channels to remove, e.g. --ratio 0.3")
-    if req.iterative < 1:
-        raise EdgeresError("--iterative must be at least 1 step")
-    if req.finetune_epochs < 0:
-        raise EdgeresError("--finetune-epochs must be >= 0")
-    if req.lr <= 0:
-        raise EdgeresError("--lr must be positive")
+    if not 1 <= req.iterative <= MAX_STEPS:
+        raise EdgeresError(f"--iterative must lie in [1, {MAX_STEPS}] steps, got {req.iterative}")
+    if not 0 <= req.finetune_epochs <= MAX_EPOCHS:
+        raise EdgeresError(f"--finetune-epochs must lie in [0, {MAX_EPOCHS}], got {req.finetune_epochs}")
+    if not (math.isfinite(req.lr) and 0 < req.lr <= 10):
+        raise EdgeresError(f"--lr must be a number in (0, 10], got {req.lr}")
     if req.round_to is not None and req.round_to < 1:
         raise EdgeresError("--round-to must be at least 1")
     return req

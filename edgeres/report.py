@@ -381,6 +381,7 @@ class _Row(_Strict):
     host_top1: float | None = Field(None, ge=0, le=100)
     host_agreement: float | None = Field(None, ge=0, le=100)
     delta_top1_pp: float | None = None
+    threads: int | None = Field(None, ge=1)
     p50_ms: float | None = Field(None, ge=0)
     p90_ms: float | None = Field(None, ge=0)
     p99_ms: float | None = Field(None, ge=0)

@@ -8,6 +8,7 @@ channels-last memory format, and a fixed seed.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +27,9 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import Artifact, Workspace
 
 
+MAX_EPOCHS = 10_000
+
+
 @dataclass
 class TrainConfig:
     epochs: int | None = None  # None: the model's default (ModelSpec.default_epochs)
@@ -37,6 +41,15 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     limit: int | None = None  # train on a seeded subset of this many images (tests, quick runs)
+
+    def __post_init__(self) -> None:
+        """NaN, infinite and unbounded values are refused wherever a config comes from."""
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 10):
+            raise EdgeresError(f"--lr must be a number in (0, 10], got {self.lr}")
+        if not (math.isfinite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+            raise EdgeresError(f"--label-smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.epochs is not None and not 0 <= self.epochs <= MAX_EPOCHS:
+            raise EdgeresError(f"--epochs must lie in [0, {MAX_EPOCHS}], got {self.epochs}")
 
 
 def set_threads(threads: int | None = None) -> None:

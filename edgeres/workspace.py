@@ -104,6 +104,20 @@ class _Data(_Record):
     validation: Optional[str] = None
 
 
+class _Verify(_Record):
+    """An export's verification, which bench rows quote."""
+
+    top1: float = Field(ge=0, le=100)
+    agreement: float = Field(ge=0, le=100)
+    max_abs_diff: Optional[float] = Field(None, ge=0)
+    n: Optional[int] = Field(None, ge=0)
+
+
+class _Metrics(_Record):
+    verify: Optional[_Verify] = None
+    size_bytes: Optional[int] = Field(None, ge=0)
+
+
 class _Manifest(_Record):
     id: str
     kind: Literal[KINDS]  # type: ignore[valid-type]
@@ -114,7 +128,7 @@ class _Manifest(_Record):
     parent: Optional[str] = None
     command: Optional[str] = None
     config: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: _Metrics = Field(default_factory=_Metrics)
     versions: dict[str, Any] = Field(default_factory=dict)
     preprocessing: Optional[_Preprocessing] = None
     architecture: Optional[_Architecture] = None
@@ -160,6 +174,18 @@ class _Manifest(_Record):
             raise ValueError(f"a {self.kind} manifest needs {', '.join(missing)}")
         if self.file is not None and self.file not in self.files:
             raise ValueError(f"file {self.file!r} is not one of the artifact's files")
+        if self.parent is not None and self.parent == self.id:
+            raise ValueError("parent: an artifact cannot be its own parent")
+        if self.kind == "export":
+            from edgeres.export.formats import FORMATS, PRECISIONS
+
+            if self.format not in FORMATS:
+                raise ValueError(f"format {self.format!r} is none of {', '.join(FORMATS)}")
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision {self.precision!r} is none of {', '.join(PRECISIONS)}")
+            if self.runtime != FORMATS[self.format].runtime:
+                raise ValueError(f"runtime {self.runtime!r}: {self.format} files run on "
+                                 f"{FORMATS[self.format].runtime}")
         if self.preprocessing is not None:  # what the steps will make of it, by the same rules
             from edgeres.preprocessing import Preprocessing
 
@@ -204,6 +230,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     unreadable, not JSON (NaN included), not of the schema, or not about this directory."""
     path = directory / MANIFEST
     hint = f"the artifact is damaged or was edited by hand: delete {directory} and re-run the step that made it"
+    if directory.is_symlink() and directory.resolve().parent != directory.parent.resolve():
+        raise EdgeresError(f"artifact directory {directory} is a link outside the workspace (to "
+                           f"{directory.resolve()})", hint=f"an artifact lives in its workspace: delete the link "
+                                                           f"{directory}, or copy the artifact in its place")
     raw = read_json(path, hint)
     if not isinstance(raw, dict):
         raise EdgeresError(f"{path} is not a valid manifest: it holds a JSON {type(raw).__name__}, not an object",
@@ -514,6 +544,9 @@ class Workspace:
     # -- reading ---------------------------------------------------------------------------------
     def _entries(self) -> list[Path]:
         if not self.root.is_dir():
+            if self.root.is_symlink():
+                raise EdgeresError(f"workspace {self.root} is a link that leads nowhere (a loop, or its target "
+                                   f"is gone)", hint="choose another with --workspace DIR or EDGERES_WORKSPACE")
             if self.root.exists():
                 raise EdgeresError(f"workspace {self.root} is not a directory",
                                    hint="choose another with --workspace DIR or EDGERES_WORKSPACE")

@@ -471,6 +471,23 @@ def test_a_file_compiled_for_the_edge_tpu_is_told_apart(tflite_exported, tmp_pat
     assert placement.tflite_ops(tmp_path / "missing.tflite") is None
 
 
+@pytest.mark.parametrize("request_kwargs,needle", [
+    ({"method": {"min_runs": 10**12}}, "--min-runs 1000000000000: at most 100000"),
+    ({"method": {"warmup": 10**12}}, "--warmup .*: at most 10000"),
+    ({"method": {"rounds": 10**5}}, "--rounds 100000: at most 100"),
+    ({"method": {"min_seconds": float("nan")}}, "--min-seconds nan"),
+    ({"method": {"min_seconds": float("inf")}}, "--min-seconds inf"),
+    ({"threads": 10**4}, "--threads 10000: at most"),
+    ({"device": "raspberrypi", "estimate": True, "threads": 64}, "at most 16 .*raspberrypi's 4 cores"),
+])
+def test_run_counts_and_threads_are_bounded_before_anything_runs(tmp_path, request_kwargs, needle):
+    from edgeres.bench import BenchRequest, run_bench
+
+    with pytest.raises(EdgeresError, match=needle):
+        run_bench(BenchRequest(**request_kwargs), Workspace(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
 def test_offload_text_says_what_each_unit_took():
     from edgeres.report import offload_text
 

@@ -184,3 +184,16 @@ def test_source_of_follows_the_lineage_and_refuses_switches(tmp_path):
         data.source_of(manifest)
     assert str(tmp_path) in str(err.value) and "--data" in err.value.hint
     assert data.source_of(manifest, data_dir=moved).root == moved.resolve()
+
+
+def test_a_dataset_that_would_not_fit_in_memory_is_refused_before_allocating():
+    huge = Preprocessing(4096, 1, (0.5,), (0.5,))  # 10,000 test images: 671 GB as float tensors
+    with pytest.raises(EdgeresError, match=r"10000 images at 4096x4096 need 671\.1 GB of memory"):
+        data.load_split("fashion-mnist", "test", huge)
+    assert len(data.load_split("fashion-mnist", "test", huge, limit=2)) == 2  # a few of them fit
+
+
+def test_imagefolder_data_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "imgs.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises(EdgeresError, match="is not a directory"):
+        data.dataset_info("imagefolder", tmp_path / "imgs.zip")

@@ -71,6 +71,12 @@ def test_every_shipped_profile_validates_with_sourced_figures():
      "{value: 1, source: a}, compute_efficiency: {value: 0.5, source: a}}}\n  runs_on: {tflite: gpu}\n",
      ["runs_on['tflite'] names unit 'gpu'", "units: cpu"]),
     ("description: [oops\n", ["not valid YAML", "line"]),
+    (GOOD + "arch: x86_64\n", ["key 'arch' is given twice", "line 6"]),
+    (GOOD + "threads: 100000\n", ["threads", "1024"]),
+    (GOOD + "estimate: {peak_fp32_gops: {value: 1, source: a}, memory_bandwidth_gbs: {value: .inf, source: a}, "
+     "compute_efficiency: {value: 0.5, source: a}}\n", ["memory_bandwidth_gbs.value", "finite"]),
+    (GOOD + "estimate: {peak_fp32_gops: {value: 1, source: a}, memory_bandwidth_gbs: {value: 1, source: a}, "
+     "compute_efficiency: {value: .nan, source: a}}\n", ["compute_efficiency.value", "finite"]),
     ("- a list\n", ["mapping"]),
     (GOOD + "name: other\n", ["unknown key 'name'"]),
 ])
@@ -103,6 +109,36 @@ def test_user_profiles_add_and_override(tmp_path, monkeypatch):
     assert devices.get(str(tmp_path / "board.yaml")).name == "board"
     with pytest.raises(EdgeresError, match="does not exist"):
         devices.load_all(tmp_path / "nope")
+    with pytest.raises(EdgeresError, match="is not a directory"):
+        devices.load_all(tmp_path / "board.yaml")
+
+
+def test_a_profile_that_is_no_text_file_is_refused_unread(tmp_path):
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")  # would be read forever
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "bytes.yaml").write_bytes(GOOD.encode() + b"# \xff\n")
+    (tmp_path / "big.yaml").write_text(GOOD + "#" * (2 << 20))
+    for name, needle in [("zero", "not a regular file"), ("dir", "a directory"), ("bytes", "not UTF-8"),
+                         ("big", "larger than")]:
+        with pytest.raises(EdgeresError, match=needle):
+            devices.load(tmp_path / f"{name}.yaml")
+
+
+def test_threads_are_bounded_by_the_cores_of_the_device(tmp_path):
+    import os
+
+    pi = devices.get("raspberrypi")  # threads: 4, its cores
+    devices.check_threads(pi, 16)
+    with pytest.raises(EdgeresError, match="at most 16"):
+        devices.check_threads(pi, 17)
+    limit = devices.THREADS_PER_CORE * os.cpu_count()
+    devices.check_threads(devices.get("cpu"), limit)
+    with pytest.raises(EdgeresError, match=f"--threads 10000: at most {limit}"):
+        devices.check_threads(devices.get("cpu"), 10000)
+    local = devices.load(write(tmp_path, "many", GOOD.replace("{type: ssh, host: board.invalid, user: me}",
+                                                              "{type: local}") + f"threads: {limit + 1}\n"))
+    with pytest.raises(EdgeresError, match="threads in .*many.yaml"):
+        devices.check_threads(local, None)
 
 
 def test_runtime_options_from_profile_and_override():

@@ -133,7 +133,8 @@ OPTIONS = {
 }
 WORDS = st.sampled_from(["", "0", "-1", "1", "3", "0.5", "1.5", "nan", "inf", "-0", "1e999", "int8", "fp16", "all",
                          "onnx", "tflite", "openvino", "cpu", "raspberrypi", "nosuchdevice", "resnet18", "resnet20",
-                         "resnet", "../../etc/passwd", "/dev/null", "--", "-x", "x" * 300, "ü", "l1", "magnitude"])
+                         "resnet", "../../etc/passwd", "/dev/null", "--", "-x", "x" * 300, "ü", "l1", "magnitude",
+                         "100000", "1000000000000", "/dev/zero"])
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +230,7 @@ def test_manifest_mutations_are_skipped_or_refused_by_name(workspace_template, d
             valid = False
         code, text = _cli("info", workspace=ws)
         assert code == 0 and (ids[kind] in text if valid else str(manifest) in text), text
+        assert all(ids[other] in text for other in ids if other != kind), text  # the others are unaffected
         code, text = _cli("info", ids[kind], workspace=ws)
         assert code == 0 or str(manifest) in text or f"artifact {ids[kind]}" in text, text
         reader = ["report"] if kind == "bench" else ["export", "--target", "onnx", "--no-verify"]
@@ -264,5 +266,9 @@ def test_bench_results_mutations_render_or_are_refused_by_name(workspace_templat
         workspace.rehash(workspace.resolve(ids["bench"]), ["results.json"])
         code, out = _cli("report", ids["bench"], workspace=ws)
         assert code == 0 or str(results) in out, out
+        code, out = _cli("info", workspace=ws)  # the listing and the other artifacts are unaffected
+        assert code == 0 and all(i in out for i in ids.values()), out
+        code, out = _cli("info", ids["export"], workspace=ws)
+        assert code == 0, out
     finally:
         shutil.rmtree(ws.parent, ignore_errors=True)

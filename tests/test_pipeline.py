@@ -114,10 +114,13 @@ def _with(**changes):
      "runs none of the export targets"),
     (_with(model="resnet19"), "unknown model"),
     (_with(data="/nonexistent/fashion"), "apt-get install dataset-fashion-mnist"),
+    (yaml.safe_dump(BASE) + "model: resnet32\n", "key 'model' is given twice"),
+    (yaml.safe_dump(BASE) + "# caf\xe9 in Latin-1\n", "not UTF-8"),
+    (_with(**{"steps.bench": {"devices": ["cpu"], "min_runs": 10**12}}), "steps.bench.min_runs"),
 ])
 def test_bad_recipes_are_refused_up_front(recipe, needle, tmp_path):
     path = tmp_path / "recipe.yaml"
-    path.write_text(recipe if isinstance(recipe, str) else yaml.safe_dump(recipe))
+    path.write_text(recipe if isinstance(recipe, str) else yaml.safe_dump(recipe), encoding="latin-1")
     result = run_cli("run", str(path), workspace=tmp_path / "ws")
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
     assert needle in result.stderr and str(path) in result.stderr, result.stderr

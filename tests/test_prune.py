@@ -185,3 +185,19 @@ def test_method_and_amount_must_match(pruned, request_kwargs, needle):
     ws, _, _ = pruned
     with pytest.raises(EdgeresError, match=needle):
         run_prune(PruneRequest(model="resnet20", **request_kwargs), ws)
+
+
+@pytest.mark.parametrize("request_kwargs,needle", [
+    ({"ratio": float("nan")}, "--ratio must lie"),
+    ({"method": "magnitude", "sparsity": float("nan")}, "--sparsity strictly between"),
+    ({"lr": float("nan")}, "--lr must be a number"),
+    ({"lr": float("inf")}, "--lr must be a number"),
+    ({"finetune_epochs": 10**9}, r"--finetune-epochs must lie in \[0, 10000\]"),
+    ({"iterative": 10**6}, r"--iterative must lie in \[1, 100\]"),
+])
+def test_numbers_are_finite_and_bounded_before_any_work(tmp_path, request_kwargs, needle):
+    from edgeres.prune import PruneRequest, run_prune
+
+    with pytest.raises(EdgeresError, match=needle):
+        run_prune(PruneRequest(model="resnet20", **request_kwargs), Workspace(tmp_path))
+    assert not any(tmp_path.iterdir())

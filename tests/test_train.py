@@ -15,3 +15,15 @@ def test_trained_checkpoints_learn(trained_workspace):
         assert artifact.manifest["preprocessing"]["channels"] == 1
         again = run_eval(artifact.id, ws, limit=500)
         assert abs(again["top1"] - top1) < 1e-6
+
+
+def test_train_config_refuses_nan_infinite_and_unbounded_values():
+    import pytest
+
+    from edgeres.errors import EdgeresError
+    from edgeres.train import TrainConfig
+
+    for kwargs, needle in [({"lr": float("nan")}, "--lr"), ({"lr": float("inf")}, "--lr"),
+                           ({"label_smoothing": float("nan")}, "--label-smoothing"), ({"epochs": 10**6}, "--epochs")]:
+        with pytest.raises(EdgeresError, match=needle):
+            TrainConfig(**kwargs)

@@ -296,6 +296,7 @@ MALFORMED = {  # what a hand edit, a bad copy or a hostile file does to a manife
     "id of another directory": (lambda m: m.update(id="train-other"), "train-other"),
     "metrics a list": (lambda m: m.update(metrics=[1]), "metrics"),
     "architecture without a name": (lambda m: m["architecture"].pop("name") and None, "architecture.name"),
+    "its own parent": (lambda m: m.update(parent=m["id"]), "own parent"),
 }
 
 
@@ -314,6 +315,16 @@ def test_a_malformed_manifest_is_skipped_with_a_warning_and_refused_by_name(tmp_
     assert code == 0 and str(manifest) in text and ids["export"] in text and "Traceback" not in text
     code, text = cli("info", ids["train"], workspace=tmp_path)
     assert code == 1 and str(manifest) in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("field,value,words", [("format", "coreml", "format 'coreml'"),
+                                               ("precision", "int4", "precision 'int4'"),
+                                               ("runtime", "onnxruntime", "openvino files run on openvino")])
+def test_an_export_manifest_names_a_known_format_precision_and_runtime(tmp_path, field, value, words):
+    ids = small_workspace(tmp_path)
+    _edit(tmp_path / ids["export"] / "manifest.json", lambda m: m.update({field: value}))
+    with pytest.raises(EdgeresError, match=words):
+        Workspace(tmp_path).resolve(ids["export"])
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"id": "x"', "NaN", '{"a": NaN}', "[" * 100_000, "\xff\xfe"])

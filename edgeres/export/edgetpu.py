@@ -23,8 +23,12 @@ INSTALL_HINT = ("install Coral's compiler (x86-64 Debian/Ubuntu): add the apt so
                 "(https://coral.ai/docs/edgetpu/compiler/), then `apt-get install edgetpu-compiler`")
 
 
-def available() -> bool:
-    return shutil.which(COMPILER) is not None
+def require() -> str:
+    """The compiler's path; an error saying how to install it when it is not on PATH."""
+    exe = shutil.which(COMPILER)
+    if exe is None:
+        raise EdgeresError(f"{COMPILER} is not on PATH: compiling for the Edge TPU needs it", hint=INSTALL_HINT)
+    return exe
 
 
 def compile_file(path: Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -32,9 +36,7 @@ def compile_file(path: Path, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     its version, the operators it mapped and those left to the CPU (from the file itself), its log."""
     from edgeres.backends.placement import EDGETPU_OP, edgetpu_offload, tflite_ops
 
-    exe = shutil.which(COMPILER)
-    if exe is None:
-        raise EdgeresError(f"{COMPILER} is not on PATH: compiling for the Edge TPU needs it", hint=INSTALL_HINT)
+    exe = require()
     if EDGETPU_OP in (tflite_ops(path) or ()):
         raise EdgeresError(f"{path.name} is already compiled for the Edge TPU")
     try:

@@ -61,6 +61,10 @@ def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
                                                     or any(p != "int8" for p in precisions or [])):
         raise EdgeresError("the Edge TPU runs full-integer int8 files only: --edgetpu takes --precision int8 "
                            "and --io int8")
+    if req.options.get("compile") == "edgetpu":
+        from edgeres.export import edgetpu
+
+        edgetpu.require()  # before any conversion
     if req.verify_limit < 1 or req.calib_samples < 1:
         raise EdgeresError("--verify-limit and --calib-samples must be at least 1")
     return formats, precisions

@@ -94,9 +94,7 @@ def export(job: ExportJob) -> Path:
     if edgetpu:
         from edgeres.export import edgetpu as compiler
 
-        if not compiler.available():  # before the conversion's minutes
-            raise EdgeresError(f"{compiler.COMPILER} is not on PATH: compiling for the Edge TPU needs it",
-                               hint=compiler.INSTALL_HINT)
+        compiler.require()  # before the conversion's minutes
     prep = job.preprocessing
     out = Path(job.out_path)
     with tempfile.TemporaryDirectory(prefix="edgeres-tflite-") as tmp_name:

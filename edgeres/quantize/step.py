@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
+from edgeres.train import MAX_EPOCHS
 from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 
 
@@ -94,8 +96,10 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
         raise EdgeresError("--calib-samples must be at least 1")
     if req.max_drop is not None and not 0 <= req.max_drop <= 100:
         raise EdgeresError(f"--max-drop must lie in [0, 100] percentage points, got {req.max_drop}")
-    if req.qat and req.epochs < 1:
-        raise EdgeresError("--epochs must be at least 1 for --qat")
+    if req.qat and not 1 <= req.epochs <= MAX_EPOCHS:
+        raise EdgeresError(f"--epochs must lie in [1, {MAX_EPOCHS}] for --qat, got {req.epochs}")
+    if req.qat and not (math.isfinite(req.lr) and 0 < req.lr <= 10):
+        raise EdgeresError(f"--lr must be a number in (0, 10], got {req.lr}")
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
@@ -184,7 +188,8 @@ def load_quantized(artifact: Artifact) -> nn.Module:
     """The NNCF-quantized torch model of a ``quantize`` artifact."""
     from edgeres import models
 
-    artifact.verify()  # the engine reads its files by path
+    artifact.verify(["model.pt", "quantizers.json"])  # the engine reads them by path: both must be vouched for
+    artifact.verify()
     arch = artifact.manifest["architecture"]
     float_model = fold_batchnorm(models.build_from_architecture(arch))
     return engine.restore(float_model, artifact.path)
