@@ -20,9 +20,7 @@ Public API::
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
-import platform
 import re
 import site
 import socket
@@ -31,13 +29,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model,
+                      model_validator)
 
-from edgeres.errors import EdgeresError, first_line
+from edgeres.errors import EdgeresError
+from edgeres.runtimes import registry
 from edgeres.yamlfile import read_mapping
 
 ENV_DIR = "EDGERES_DEVICES"
-RUNTIMES = ("torch", "onnxruntime", "openvino", "tflite")
+RUNTIMES = tuple(registry.RUNTIMES)
 
 
 def _scalar(value: Any) -> Any:
@@ -201,41 +201,27 @@ Connection = Annotated[Union[LocalConnection, SshConnection, EmulatedConnection]
 _CONNECTIONS = {"local": LocalConnection, "ssh": SshConnection, "emulated": EmulatedConnection}
 
 
-class TorchSettings(_Strict):
-    """The PyTorch model itself on ``device``: ``precisions`` are measured as rows of their own (fp16 on a
-    GPU, say); a row identical to the baseline (fp32 on the baseline's device) is the baseline."""
-
-    device: Literal["cpu", "cuda"] = "cpu"
-    precisions: list[Literal["fp32", "fp16"]] = Field(default_factory=list)
-
-
-class OnnxRuntimeSettings(_Strict):
-    provider: str = "CPUExecutionProvider"
-    provider_options: dict[str, OptionValue] = Field(default_factory=dict)
+def _settings(runtime: registry.Runtime) -> type[_Strict]:
+    """The profile's settings of one runtime, as the registry declares them (a mapping holds scalars)."""
+    fields = {key: (dict[str, OptionValue] if typing.get_origin(kind) is dict else kind, default)
+              for key, (kind, default) in runtime.settings.items()}
+    return create_model(f"{runtime.name}_settings", __base__=_Strict, **fields)
 
 
-class OpenVinoSettings(_Strict):
-    device: str = "CPU"
-
-
-class TfliteSettings(_Strict):
-    delegate: Optional[str] = None  # shared library of an external delegate; None: built-in CPU (XNNPACK)
-
-
-class Runtimes(_Strict):
-    torch: Optional[TorchSettings] = None
-    onnxruntime: Optional[OnnxRuntimeSettings] = None
-    openvino: Optional[OpenVinoSettings] = None
-    tflite: Optional[TfliteSettings] = None
-
+class _Runtimes(_Strict):
     def names(self) -> list[str]:
         return [name for name in RUNTIMES if getattr(self, name) is not None]
 
     @model_validator(mode="after")
-    def _at_least_one(self) -> "Runtimes":
+    def _at_least_one(self) -> "_Runtimes":
         if not self.names():
             raise ValueError(f"name at least one runtime ({', '.join(RUNTIMES)})")
         return self
+
+
+# One optional section per runtime of the registry, e.g. ``onnxruntime: {provider: CPUExecutionProvider}``.
+Runtimes = create_model("Runtimes", __base__=_Runtimes,
+                        **{r.name: (Optional[_settings(r)], None) for r in registry.RUNTIMES.values()})
 
 
 class Profile(_Strict):
@@ -445,56 +431,6 @@ def runtime_options(profile: Profile, runtime: str, threads: int | None = None) 
 
 
 # -- can it run here, now? ----------------------------------------------------------------------------
-def _runtime_here(runtime: str, settings: Any) -> tuple[bool, str]:
-    """Whether ``runtime`` with its delegate / provider / device is present in this Python."""
-    if runtime == "torch":
-        if importlib.util.find_spec("torch") is None:
-            return False, "torch is not installed"
-        if settings.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                return False, f"CUDA is not available here (torch {torch.__version__})"
-        return True, f"torch ({settings.device})"
-    if runtime == "onnxruntime":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            return False, "onnxruntime is not installed"
-        providers = ort.get_available_providers()
-        if settings.provider == "QNNExecutionProvider" and settings.provider not in providers \
-                and importlib.util.find_spec("onnxruntime_qnn") is not None:  # the plugin, registered per session
-            emulator = "" if platform.machine().lower() in ("aarch64", "arm64") else ": Qualcomm's emulator"
-            return True, f"onnxruntime (QNNExecutionProvider, onnxruntime-qnn{emulator})"
-        if settings.provider not in providers:
-            return False, f"onnxruntime has no {settings.provider} here (has: {', '.join(providers)})"
-        return True, f"onnxruntime ({settings.provider})"
-    if runtime == "openvino":
-        try:
-            import openvino as ov
-
-            devices = ov.Core().available_devices
-        except Exception as exc:  # ImportError, or a broken plugin setup raising RuntimeError
-            return False, f"openvino is not usable: {first_line(exc, 200)}"
-        if settings.device not in devices:
-            return False, f"OpenVINO has no {settings.device} device here (has: {', '.join(devices)})"
-        return True, f"openvino ({settings.device})"
-    if runtime == "tflite":
-        packages = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-        if not any(importlib.util.find_spec(p) for p in packages):
-            return False, "no TFLite interpreter installed (pip install ai-edge-litert)"
-        if settings.delegate:
-            import ctypes
-
-            try:
-                ctypes.CDLL(settings.delegate)
-            except OSError:
-                return False, f"TFLite delegate library {settings.delegate} is not installed here"
-            return True, f"tflite ({settings.delegate})"
-        return True, "tflite (XNNPACK)"
-    raise ValueError(f"unknown runtime {runtime}")
-
-
 def _reachable(connection: SshConnection) -> tuple[bool, str]:
     timeout = min(connection.connect_timeout, 3.0)
     where = f"{connection.host}:{connection.port}"
@@ -546,7 +482,7 @@ def usable(profile: Profile, runtime: str | None = None) -> tuple[bool, str]:
     results = {}
     for name in names:
         settings = getattr(profile.runtimes, name, None) if name in RUNTIMES else None
-        results[name] = (_runtime_here(name, settings) if settings is not None
+        results[name] = (registry.check(name, settings.model_dump()) if settings is not None
                          else (False, f"the profile has no {name} runtime"))
     ok = [reason for good, reason in results.values() if good]
     missing = [reason for good, reason in results.values() if not good]

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgeres.errors import EdgeresError
+from edgeres.runtimes import registry
 
 QEMU = "qemu-aarch64-static"
 SUITE = "bookworm"  # Python 3.11, numpy 1.24, glibc 2.36
@@ -45,8 +46,7 @@ FORMAT = 1  # of the marker; a root of another format is rebuilt
 MARKER = "edgeres-root.json"  # in the root's top directory, written last
 SITE = "opt/edgeres/site"  # the unzipped wheels, relative to the root
 # runtime -> (import that proves it works, wheels it needs; the first is the runtime itself)
-RUNTIMES = {"tflite": ("ai_edge_litert.interpreter", ("ai-edge-litert", "flatbuffers")),
-            "onnxruntime": ("onnxruntime", ("onnxruntime", "flatbuffers"))}
+RUNTIMES = {r.name: r.emulation for r in registry.RUNTIMES.values() if r.emulation}
 APT_HINT = "apt-get install qemu-user-static debootstrap"
 PROBE_CPU = "cortex-a72"  # the qemu CPU model the set-up checks the root with
 

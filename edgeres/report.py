@@ -31,7 +31,6 @@ CSV_FIELDS = ("variant", "role", "status", "latency_kind", "error", "format", "p
               "peak_rss_mb", "peak_gpu_memory_mb", "load_seconds", "verify_top1", "verify_n", "emulated",
               "emulated_p50_ms", "host_top1", "host_agreement", "profile_verified", "artifact")
 FILES = {"json": "results.json", "csv": "results.csv", "md": "results.md", "png": "plot.png"}
-_FORMAT_COLORS = {"torch": "black", "onnx": "tab:blue", "openvino": "tab:purple", "tflite": "tab:orange"}
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 
@@ -266,11 +265,13 @@ def _latency(row: dict[str, Any]) -> float | None:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Accuracy vs p50 latency, one point per variant (colour: format, marker: precision), named in the
+    """Accuracy vs p50 latency, one point per variant (colour: runtime, marker: precision), named in the
     legend; the baseline a star; estimated points (and emulated ones, at their estimated latency) hollow
     and labelled so."""
     from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
     from matplotlib.ticker import FuncFormatter, LogLocator
+
+    from edgeres.runtimes import registry
 
     results = upgrade(results)
     fig = Figure(figsize=(9, 5), dpi=110, layout="constrained")
@@ -278,7 +279,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     points = [r for r in results["rows"] if _latency(r) and r.get("top1") is not None]
     notes = {"estimated": " (estimated latency)", "emulated": " (emulated top-1, estimated latency)"}
     for row in points:
-        color = _FORMAT_COLORS.get(row["format"], "gray")
+        color = getattr(registry.RUNTIMES.get(row.get("runtime")), "color", "gray")
         baseline, estimated = row["role"] == "baseline", row["status"] in notes
         label = (f"baseline: {row['variant']}, this host" if baseline
                  else row["variant"] + notes.get(row["status"], ""))

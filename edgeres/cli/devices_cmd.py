@@ -43,6 +43,7 @@ def _rows(devices_dir: Path | None) -> list[dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     from edgeres import devices as dev
+    from edgeres.runtimes import registry
 
     profiles = dev.load_all(devices_dir)
     builtin = dev.builtin_dir()
@@ -50,12 +51,9 @@ def _rows(devices_dir: Path | None) -> list[dict]:
         checks = dict(zip(profiles, pool.map(dev.usable, profiles.values())))
     rows = []
     for name, profile in profiles.items():
-        runtimes = []
-        for runtime in profile.runtimes.names():
-            settings = getattr(profile.runtimes, runtime)
-            detail = (getattr(settings, "provider", None) or getattr(settings, "delegate", None)
-                      or getattr(settings, "device", None) or ("XNNPACK" if runtime == "tflite" else ""))
-            runtimes.append({"runtime": runtime, "detail": detail})
+        runtimes = [{"runtime": runtime,
+                     "detail": registry.device_label(runtime, getattr(profile.runtimes, runtime).model_dump())}
+                    for runtime in profile.runtimes.names()]
         ok, reason = checks[name]
         emulation = None
         if profile.emulation is not None:
