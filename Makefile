@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	./scripts/install-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[all,test]'  # the core, every extra (int8, OpenVINO, TFLite, QNN), the test tools
 	touch $@
 
 demo: setup

@@ -141,6 +141,7 @@ def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str
 
         devices.get(device)  # unknown device: fail before any work
         recipe.steps.bench.devices = [device]
+    _require_extras(recipe)
     state = _State(ws, recipe)
     forced = False
     unknown_inputs = False  # a step before would run: later keys cannot be known in a dry run
@@ -173,6 +174,21 @@ def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str
         current[step] = produced
         outcomes.append(StepOutcome(step, "ran", [a.id for a in produced]))
     return result
+
+
+def _require_extras(recipe: Recipe) -> None:
+    """Fail before any work when a step needs an extra that is not installed (int8, OpenVINO, TFLite)."""
+    from edgeres import extras
+    from edgeres.export.formats import get_format
+
+    steps = recipe.enabled_steps()
+    export = recipe.step("export") if "export" in steps else None
+    if "quantize" in steps or (export is not None and "int8" in export.precisions):
+        extras.require("quantize", f"recipe {recipe.name} (int8)")
+    for target in export.targets if export is not None else ():
+        extra = get_format(target).extra
+        if extra:
+            extras.require(extra, f"recipe {recipe.name} (export to {target})")
 
 
 def _saved_bench(artifact: Artifact):

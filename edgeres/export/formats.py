@@ -31,6 +31,13 @@ class Format:
     description: str
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)  # option -> allowed values
 
+    @property
+    def extra(self) -> str | None:
+        """The edgeres extra that exports and runs this format (None: the core)."""
+        from edgeres.runtimes import registry
+
+        return registry.get(self.runtime).extra
+
     def export_function(self) -> Callable[["ExportJob"], Path]:
         return importlib.import_module(self.exporter).export
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeres import extras
 from edgeres.errors import EdgeresError, first_line
 from edgeres.export.formats import ExportJob
 
 
 def export(job: ExportJob) -> Path:
+    extras.require("openvino", "OpenVINO export")
     import openvino as ov
 
     if job.precision == "int8":

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeres import __version__, data
-from edgeres.console import say
+from edgeres import __version__, data, extras
+from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
 from edgeres.export.verify import verify
@@ -41,6 +41,14 @@ class ExportRequest:
 def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
     targets = list(FORMATS) if "all" in req.targets else req.targets
     formats = [get_format(t) for t in dict.fromkeys(targets)]
+    if "all" in req.targets:  # every format whose extra is installed; the others are named
+        skipped = [f for f in formats if f.extra and extras.missing(f.extra)]
+        if skipped:
+            warn("not exporting " + ", ".join(f"{f.name} ({extras.install_command(f.extra)})" for f in skipped))
+        formats = [f for f in formats if f not in skipped]
+    for fmt in formats:
+        if fmt.extra:
+            extras.require(fmt.extra, f"export --target {fmt.name}")
     precisions = None
     if req.precisions:
         precisions = list(PRECISIONS) if "all" in req.precisions else list(dict.fromkeys(req.precisions))
@@ -184,6 +192,7 @@ def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
         wanted = precisions or [picked.manifest.get("precision", "fp32")]
         if "int8" in wanted:
             src.artifact_for("int8")  # fail before any work when there is no int8 model
+            extras.require("quantize", "int8 export")
         for fmt in formats:
             for precision in wanted:
                 try:

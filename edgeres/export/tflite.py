@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeres import extras
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import PRECISIONS, ExportJob
 
@@ -81,6 +82,7 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # so that the worker impo
 
 def export(job: ExportJob) -> Path:
     """Write ``job.out_path`` (a ``.tflite`` file) for ``job.precision``; nothing is left there on failure."""
+    extras.require("tflite", "TFLite export")
     io = job.options.get("io", "int8")
     if job.precision not in PRECISIONS:
         raise EdgeresError(f"TFLite cannot export precision {job.precision!r}",

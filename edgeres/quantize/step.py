@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgeres import data
+from edgeres import data, extras
 from edgeres.console import say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
@@ -92,6 +92,7 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     """Quantize to int8 (PTQ, optionally QAT and an accuracy budget) and save a ``quantize`` artifact."""
     from edgeres.train import TrainConfig, fit, load_fp32, set_threads
 
+    extras.require("quantize", "int8 quantization")
     if req.calib_samples < 1:
         raise EdgeresError("--calib-samples must be at least 1")
     if req.max_drop is not None and not 0 <= req.max_drop <= 100:
@@ -187,6 +188,8 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
 def load_quantized(artifact: Artifact) -> nn.Module:
     """The NNCF-quantized torch model of a ``quantize`` artifact."""
     from edgeres import models
+
+    extras.require("quantize", f"the int8 model of {artifact.id}")
 
     artifact.verify(["model.pt", "quantizers.json"])  # the engine reads them by path: both must be vouched for
     artifact.verify()
