@@ -38,7 +38,8 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
                       "precisions": (list[Literal["fp32", "fp16"]], [])}),  # rows of their own (fp16 on a GPU)
     Runtime("onnxruntime", "onnxruntime_rt", (".onnx",), ("onnxruntime",),
             ("onnxruntime", "onnxruntime-gpu", "onnxruntime-qnn"), None, "provider", "CPUExecutionProvider",
-            "tab:blue", settings={"provider": (str, "CPUExecutionProvider"), "provider_options": (dict[str, Scalar], {})},
+            "tab:blue", settings={"provider": (str, "CPUExecutionProvider"),
+                                  "provider_options": (dict[str, Scalar], {})},
             emulation=("onnxruntime", ("onnxruntime", "flatbuffers"))),
     Runtime("openvino", "openvino_rt", (".xml",), ("openvino",), ("openvino",), "openvino", "device", "CPU",
             "tab:purple", settings={"device": (str, "CPU")}),
