@@ -15,6 +15,7 @@ to benchmarks/results/hardening.json. ``--only TEXT`` runs the matching cases al
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import pickle
@@ -653,7 +654,10 @@ def dataset_cases() -> list[Case]:
     folder = ["train", "resnet20", "--dataset", "imagefolder", "--data", "imgs", "--epochs", "1",
               "--input-size", "32", "--batch-size", "4"]
     fashion = ["train", "resnet20", "--data", "fm", "--epochs", "1", "--batch-size", "10", "--eval-limit", "10"]
-    pixels = lambda n=20: np.zeros((n, 3072), np.uint8)  # noqa: E731
+
+    def pixels(n: int = 20) -> np.ndarray:
+        return np.zeros((n, 3072), np.uint8)
+
     return [
         Case("dataset", "CIFAR batch that is a pickled list", cifar, "not a dict",
              cifar_dir(cifar_batch("data_batch_2", lambda: [1, 2, 3]))),
@@ -666,17 +670,19 @@ def dataset_cases() -> list[Case]:
         Case("dataset", "CIFAR pixels as float32", cifar, "uint8",
              cifar_dir(cifar_batch("data_batch_1", lambda: {"data": pixels().astype(np.float32), "labels": [0] * 20}))),
         Case("dataset", "CIFAR pixels N x 1024 (grey)", cifar, "3072",
-             cifar_dir(cifar_batch("data_batch_1", lambda: {"data": np.zeros((20, 1024), np.uint8), "labels": [0] * 20}))),
+             cifar_dir(cifar_batch("data_batch_1", lambda: {"data": np.zeros((20, 1024), np.uint8),
+                                                            "labels": [0] * 20}))),
         Case("dataset", "CIFAR-100 batch (fine_labels, no labels)", cifar, "labels",
              cifar_dir(cifar_batch("test_batch", lambda: {"data": pixels(), "fine_labels": [0] * 20}))),
         Case("dataset", "CIFAR batch truncated", cifar, "data_batch_3",
              cifar_dir(lambda root: (root / "data_batch_3").write_bytes((root / "data_batch_3").read_bytes()[:500]))),
-        Case("dataset", "CIFAR batch empty", cifar, "test_batch", cifar_dir(lambda root: (root / "test_batch").write_bytes(b""))),
+        Case("dataset", "CIFAR batch empty", cifar, "test_batch",
+             cifar_dir(lambda root: (root / "test_batch").write_bytes(b""))),
         Case("dataset", "CIFAR batch a directory", cifar, "data_batch_5",
              cifar_dir(lambda root: ((root / "data_batch_5").unlink(), (root / "data_batch_5").mkdir()))),
         Case("dataset", "CIFAR batch gzipped in place", cifar, "data_batch_1",
              cifar_dir(lambda root: (root / "data_batch_1").write_bytes(
-                 __import__("gzip").compress((root / "data_batch_1").read_bytes())))),
+                 gzip.compress((root / "data_batch_1").read_bytes())))),
         Case("dataset", "CIFAR batch holding a malicious pickle", cifar, "refusing",
              both(cifar_dir(), lambda d: (d / "cifar" / "test_batch").write_bytes(pickle.dumps(Evil(d / "PWNED"))))),
         Case("dataset", "CIFAR labels a string", cifar, "data_batch_2",
@@ -687,7 +693,8 @@ def dataset_cases() -> list[Case]:
         Case("dataset", "ImageFolder class folder with no images", folder, "holds no images",
              image_tree(change=lambda root: [p.unlink() for p in (root / "val" / "dog").iterdir()])),
         Case("dataset", "ImageFolder class of .txt files only", folder, "holds no images",
-             image_tree(change=lambda root: [p.rename(p.with_suffix(".txt")) for p in (root / "train" / "cat").iterdir()])),
+             image_tree(change=lambda root: [p.rename(p.with_suffix(".txt"))
+                                             for p in (root / "train" / "cat").iterdir()])),
         Case("dataset", "ImageFolder 0-byte .png", folder, "1.png",
              image_tree(change=lambda root: (root / "train" / "dog" / "1.png").write_bytes(b""))),
         Case("dataset", "ImageFolder HTML page saved as .png", folder, "2.png",
@@ -715,7 +722,8 @@ def dataset_cases() -> list[Case]:
              fashion_dir(lambda root: (root / "t10k-images-idx3-ubyte").write_bytes(
                  (root / "t10k-images-idx3-ubyte").read_bytes()[:3000]))),
         Case("dataset", "Fashion-MNIST images 2-D", fashion, "NxHxW",
-             fashion_dir(lambda root: (root / "train-images-idx3-ubyte").write_bytes(idx(np.zeros((30, 784), np.uint8))))),
+             fashion_dir(lambda root: (root / "train-images-idx3-ubyte").write_bytes(
+                 idx(np.zeros((30, 784), np.uint8))))),
         Case("dataset", "Fashion-MNIST .gz that is not gzip", fashion, "train-images",
              fashion_dir(lambda root: ((root / "train-images-idx3-ubyte").unlink(),
                                        (root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")))),
@@ -775,7 +783,8 @@ def number_cases(ids: dict[str, str]) -> list[Case]:
              "--input-size", "4096"], "memory"),
         Case("bounds", "train --resize 8192 on 28x28 images", [*train[:2], "--epochs", "0", "--input-size", "2048",
              "--resize", "8192"], "memory"),
-        Case("bounds", "prune --finetune-epochs 10**9", [*prune[:2], "--finetune-epochs", str(10**9)], "finetune-epochs"),
+        Case("bounds", "prune --finetune-epochs 10**9", [*prune[:2], "--finetune-epochs", str(10**9)],
+             "finetune-epochs"),
         Case("bounds", "prune --iterative 10**6", [*prune, "--iterative", str(10**6)], "iterative"),
         Case("bounds", "recipe bench threads: 100000", ["run", "r.yaml"], "threads",
              write("r.yaml", recipe(steps=GOOD_STEPS.replace("devices: [cpu]", "devices: [cpu], threads: 100000")))),
@@ -791,21 +800,27 @@ def more_manifest_cases(ids: dict[str, str]) -> list[Case]:
              "--warmup", "0", "--rounds", "1", "--target", "onnx", "--precision", "int8"]
     export8 = ["export", "--target", "onnx", "--precision", "int8", "--verify-limit", "20", "--model", q]
     return [
-        Case("manifest", "parent is the artifact itself", export8, "parent", edit_manifest(q, lambda m: m.update(parent=q))),
+        Case("manifest", "parent is the artifact itself", export8, "parent",
+             edit_manifest(q, lambda m: m.update(parent=q))),
         Case("manifest", "two artifacts each other's parent", ["bench", "--export", onnx8, *bench[3:]], "parent",
-             both(edit_manifest(q, lambda m: m.update(parent=onnx8)), edit_manifest(onnx8, lambda m: m.update(parent=q)))),
-        Case("manifest", "kind 'Train' (wrong case)", ["eval", t], "kind", edit_manifest(t, lambda m: m.update(kind="Train"))),
+             both(edit_manifest(q, lambda m: m.update(parent=onnx8)),
+                  edit_manifest(onnx8, lambda m: m.update(parent=q)))),
+        Case("manifest", "kind 'Train' (wrong case)", ["eval", t], "kind",
+             edit_manifest(t, lambda m: m.update(kind="Train"))),
         Case("manifest", "a file's hash null", ["eval", t], "model.pt",
              edit_manifest(t, lambda m: m["files"].update({"model.pt": None}))),
-        Case("manifest", "files a list", ["info", t], "files", edit_manifest(t, lambda m: m.update(files=["model.pt"]))),
+        Case("manifest", "files a list", ["info", t], "files",
+             edit_manifest(t, lambda m: m.update(files=["model.pt"]))),
         Case("manifest", "mean of strings", ["eval", t], "mean",
              edit_manifest(t, lambda m: m["preprocessing"].update(mean=["a"]))),
         Case("manifest", "two channels", ["eval", t], "channels",
              edit_manifest(t, lambda m: m["preprocessing"].update(channels=2))),
         Case("manifest", "input_size true", ["eval", t], "input_size",
              edit_manifest(t, lambda m: m["preprocessing"].update(input_size=True))),
-        Case("manifest", "export format coreml", bench, "coreml", edit_manifest(onnx8, lambda m: m.update(format="coreml"))),
-        Case("manifest", "export precision int4", bench, "int4", edit_manifest(onnx8, lambda m: m.update(precision="int4"))),
+        Case("manifest", "export format coreml", bench, "coreml",
+             edit_manifest(onnx8, lambda m: m.update(format="coreml"))),
+        Case("manifest", "export precision int4", bench, "int4",
+             edit_manifest(onnx8, lambda m: m.update(precision="int4"))),
         Case("manifest", "export runtime tensorrt", bench, "tensorrt",
              edit_manifest(onnx8, lambda m: m.update(runtime="tensorrt"))),
         Case("manifest", "export file: manifest.json", bench, "manifest.json",
@@ -865,26 +880,33 @@ def more_recipe_cases() -> list[Case]:
     return [
         Case("recipe", "duplicate key (model twice)", ["run", "r.yaml"], "model",
              write("r.yaml", recipe() + "model: resnet32\n")),
-        Case("recipe", "invalid UTF-8", ["run", "r.yaml"], "r.yaml", write("r.yaml", recipe().encode() + b"# \xff\xfe\n")),
+        Case("recipe", "invalid UTF-8", ["run", "r.yaml"], "r.yaml",
+             write("r.yaml", recipe().encode() + b"# \xff\xfe\n")),
         Case("recipe", "YAML bomb as the mean (a billion x)", ["run", "r.yaml"], "mean",
              write("r.yaml", bomb + recipe().replace("model:", "mean: *i\nmodel:"))),
-        Case("recipe", "tab indentation", ["run", "r.yaml"], "yaml", write("r.yaml", recipe().replace("  train", "\ttrain"))),
-        Case("recipe", "recipe path a directory", ["run", "recipes.d"], "recipes.d", lambda d: (d / "recipes.d").mkdir()),
+        Case("recipe", "tab indentation", ["run", "r.yaml"], "yaml",
+             write("r.yaml", recipe().replace("  train", "\ttrain"))),
+        Case("recipe", "recipe path a directory", ["run", "recipes.d"], "recipes.d",
+             lambda d: (d / "recipes.d").mkdir()),
         Case("recipe", "recipe /dev/zero (endless)", ["run", "/dev/zero"], "/dev/zero"),
         Case("recipe", "recipe a link to /dev/urandom", ["run", "r.yaml"], "r.yaml",
              lambda d: (d / "r.yaml").symlink_to("/dev/urandom")),
         Case("recipe", "a 20 MB recipe", ["run", "r.yaml"], "larger than",
              write("r.yaml", recipe() + "# " + "x" * (20 << 20) + "\n")),
-        Case("recipe", "epochs: .nan", ["run", "r.yaml"], "epochs", write("r.yaml", recipe(steps="  train: {epochs: .nan}"))),
+        Case("recipe", "epochs: .nan", ["run", "r.yaml"], "epochs",
+             write("r.yaml", recipe(steps="  train: {epochs: .nan}"))),
         Case("recipe", "lr: 1e400", ["run", "r.yaml"], "lr", write("r.yaml", recipe(steps="  train: {lr: 1e400}"))),
-        Case("recipe", "steps a list", ["run", "r.yaml"], "steps", write("r.yaml", recipe(steps="  - train\n  - export"))),
+        Case("recipe", "steps a list", ["run", "r.yaml"], "steps",
+             write("r.yaml", recipe(steps="  - train\n  - export"))),
         Case("recipe", "mean: [.nan]", ["run", "r.yaml"], "mean", write("r.yaml", recipe(extra="mean: [.nan]\n"))),
         Case("recipe", "data: a file", ["run", "r.yaml"], "cifar",
              both(write("r.yaml", recipe(dataset="cifar10", extra="data: notes.txt\n")), write("notes.txt", "x"))),
-        Case("recipe", "--set without =", ["run", "r.yaml", "--set", "train.epochs"], "KEY=VALUE", write("r.yaml", recipe())),
+        Case("recipe", "--set without =", ["run", "r.yaml", "--set", "train.epochs"], "KEY=VALUE",
+             write("r.yaml", recipe())),
         Case("recipe", "--set value not YAML", ["run", "r.yaml", "--set", "train.epochs=[1"], "not valid YAML",
              write("r.yaml", recipe())),
-        Case("recipe", "--set a step to a number", ["run", "r.yaml", "--set", "train=5"], "train", write("r.yaml", recipe())),
+        Case("recipe", "--set a step to a number", ["run", "r.yaml", "--set", "train=5"], "train",
+             write("r.yaml", recipe())),
     ]
 
 
@@ -900,13 +922,16 @@ def more_profile_cases() -> list[Case]:
              "not a directory", write("devices.txt", "x")),
         Case("profile", "EDGERES_DEVICES holding a broken profile", [*bench, "--device", "mine"], "mine.yaml",
              write("devs/mine.yaml", "description: [x\n"), env={"EDGERES_DEVICES": "devs"}),
-        Case("profile", "threads 0", [*bench, "--device", "p.yaml"], "threads", write("p.yaml", profile(extra="threads: 0\n"))),
+        Case("profile", "threads 0", [*bench, "--device", "p.yaml"], "threads",
+             write("p.yaml", profile(extra="threads: 0\n"))),
         Case("profile", "invalid UTF-8", [*bench, "--device", "p.yaml"], "p.yaml",
              write("p.yaml", profile().encode() + b"# \xff\n")),
-        Case("profile", "profile path a directory", [*bench, "--device", "p.yaml"], "p.yaml", lambda d: (d / "p.yaml").mkdir()),
+        Case("profile", "profile path a directory", [*bench, "--device", "p.yaml"], "p.yaml",
+             lambda d: (d / "p.yaml").mkdir()),
         Case("profile", "profile a link to /dev/zero", [*bench, "--device", "p.yaml"], "p.yaml",
              lambda d: (d / "p.yaml").symlink_to("/dev/zero")),
-        Case("profile", "duplicate key", [*bench, "--device", "p.yaml"], "arch", write("p.yaml", profile() + "arch: aarch64\n")),
+        Case("profile", "duplicate key", [*bench, "--device", "p.yaml"], "arch",
+             write("p.yaml", profile() + "arch: aarch64\n")),
         Case("profile", "memory bandwidth .inf", [*bench, "--device", "p.yaml", "--estimate"], "memory_bandwidth",
              write("p.yaml", profile(extra=estimate % (".inf", "0.5")))),
         Case("profile", "compute efficiency .nan", [*bench, "--device", "p.yaml", "--estimate"], "compute_efficiency",
@@ -923,7 +948,8 @@ def more_profile_cases() -> list[Case]:
              "delegate", write("p.yaml", profile(runtimes="{tflite: {delegate: /no/such/libdelegate.so}}"))),
         Case("profile", "OpenVINO device not here (NPU)", [*bench[:-4], "--target", "openvino", "--device", "p.yaml"],
              "NPU", write("p.yaml", profile(runtimes="{openvino: {device: NPU}}"))),
-        Case("profile", "arch riscv64", [*bench, "--device", "p.yaml"], "arch", write("p.yaml", profile(arch="riscv64"))),
+        Case("profile", "arch riscv64", [*bench, "--device", "p.yaml"], "arch",
+             write("p.yaml", profile(arch="riscv64"))),
         Case("profile", "emulation cpu unknown", [*bench, "--device", "p.yaml"], "emulation.cpu",
              write("p.yaml", profile(arch="aarch64", extra="emulation: {cpu: cortex-x1}\n"))),
         Case("ssh", "port 0", [*bench, "--device", "p.yaml"], "port", write("p.yaml", profile(connection=ssh(port=0)))),
@@ -956,9 +982,11 @@ def workspace_cases(ids: dict[str, str]) -> list[Case]:
              lambda d: (d / "wslink").symlink_to(d / "gone")),
         Case("workspace", "workspace a link loop", ["info", "--workspace", "loop"], "loop",
              lambda d: (d / "loop").symlink_to(d / "loop")),
-        Case("workspace", "an artifact directory linked to another's", ["info", "train-resnet20-linked"], "its directory",
+        Case("workspace", "an artifact directory linked to another's", ["info", "train-resnet20-linked"],
+             "its directory",
              lambda d: (d / "ws" / "train-resnet20-linked").symlink_to(d / "ws" / t)),
-        Case("workspace", "an artifact directory linked to outside", ["eval", "train-resnet20-out", "--eval-limit", "10"], "outside",
+        Case("workspace", "an artifact directory linked to outside",
+             ["eval", "train-resnet20-out", "--eval-limit", "10"], "outside",
              lambda d: (shutil.copytree(d / "ws" / t, d / "elsewhere"),
                         edit_manifest("../elsewhere", lambda m: m.update(id="train-resnet20-out"))(d),
                         (d / "ws" / "train-resnet20-out").symlink_to(d / "elsewhere"))),
@@ -976,7 +1004,8 @@ def workspace_cases(ids: dict[str, str]) -> list[Case]:
 def more_cli_cases(ids: dict[str, str]) -> list[Case]:
     t, q, b = ids["train"], ids["int8"], ids["bench"]
     return [
-        Case("cli", "--weights /dev/zero", ["train", "resnet20", "--epochs", "0", "--weights", "/dev/zero"], "/dev/zero"),
+        Case("cli", "--weights /dev/zero", ["train", "resnet20", "--epochs", "0", "--weights", "/dev/zero"],
+             "/dev/zero"),
         Case("cli", "--weights a directory", ["train", "resnet20", "--epochs", "0", "--weights", "wdir"], "directory",
              lambda d: (d / "wdir").mkdir()),
         Case("cli", "--weights a link loop", ["import", "resnet20", "--weights", "w.pt"], "w.pt",
@@ -993,7 +1022,8 @@ def more_cli_cases(ids: dict[str, str]) -> list[Case]:
         Case("cli", "prune --method unknown", ["prune", t, "--method", "random"], "random"),
         Case("cli", "prune --method magnitude with --ratio", ["prune", t, "--method", "magnitude", "--ratio", "0.3"],
              "--sparsity"),
-        Case("cli", "eval --dataset cifar10 on a Fashion-MNIST model", ["eval", t, "--dataset", "cifar10"], "fashion-mnist"),
+        Case("cli", "eval --dataset cifar10 on a Fashion-MNIST model", ["eval", t, "--dataset", "cifar10"],
+             "fashion-mnist"),
         Case("cli", "eval --data of another dataset's files", ["eval", t, "--data", "cifar"], "cifar", cifar_dir()),
         Case("cli", "devices --setup of an unknown device", ["devices", "--setup", "raspberry"], "raspberry"),
         Case("cli", "quantize an int8 artifact again", ["quantize", q, "--int8"], "int8"),
