@@ -46,7 +46,7 @@ def exports(ws: Workspace, model: str) -> tuple[Artifact, dict[str, Artifact]]:
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
     try:
-        root, variants = select_variants(ws, model, ["tflite", "onnx"], ["int8"])
+        root, variants = select_variants(ws, model, formats=["tflite", "onnx"], precisions=["int8"])
     except EdgeresError:
         root, variants = None, []
     if len(variants) < 2:
@@ -54,7 +54,7 @@ def exports(ws: Workspace, model: str) -> tuple[Artifact, dict[str, Artifact]]:
         int8 = ws.latest("quantize", where=lambda m: m.get("parent") == source.id) or run_quantize(
             QuantizeRequest(model=source.id), ws)
         run_export(ExportRequest(targets=["tflite", "onnx"], precisions=["int8"], model=int8.id), ws)
-        root, variants = select_variants(ws, model, ["tflite", "onnx"], ["int8"])
+        root, variants = select_variants(ws, model, formats=["tflite", "onnx"], precisions=["int8"])
     return root, {v.manifest["format"]: v for v in variants}
 
 

@@ -286,18 +286,19 @@ def test_a_profile_caps_the_evaluation_images_by_default_and_eval_limit_raises_i
 
 def test_default_images_per_device():
     from edgeres import devices
-    from edgeres.bench import DEFAULT_EVAL_IMAGES, BenchRequest, _eval_limit
+    from edgeres.bench import DEFAULT_EVAL_IMAGES, BenchRequest
+    from edgeres.bench.plan import eval_images
 
     pi = devices.emulated(devices.get("raspberrypi"))
-    assert _eval_limit(BenchRequest(), pi)[0] == pi.emulation.max_eval_images == 25
-    assert "emulation.max_eval_images" in _eval_limit(BenchRequest(), pi)[1]
-    assert _eval_limit(BenchRequest(eval_limit=200), pi) == (200, None)
-    assert _eval_limit(BenchRequest(), devices.get("raspberrypi")) == (DEFAULT_EVAL_IMAGES, None)  # the real Pi
-    assert _eval_limit(BenchRequest(), devices.get("qualcomm-npu"))[0] == 100
+    assert eval_images(BenchRequest(), pi)[0] == pi.emulation.max_eval_images == 25
+    assert "emulation.max_eval_images" in eval_images(BenchRequest(), pi)[1]
+    assert eval_images(BenchRequest(eval_limit=200), pi) == (200, None)
+    assert eval_images(BenchRequest(), devices.get("raspberrypi")) == (DEFAULT_EVAL_IMAGES, None)  # the real Pi
+    assert eval_images(BenchRequest(), devices.get("qualcomm-npu"))[0] == 100
 
 
 def test_latency_rounds_take_the_median_and_survive_failed_rounds_and_a_lost_device():
-    from edgeres.bench import _latency_rounds
+    from edgeres.bench.measure import latency_rounds
 
     def row(p50):
         return {"variant": "v", "p50_ms": p50, "p90_ms": p50 + 1, "p99_ms": p50 + 2, "mean_ms": p50, "runs": 10}
@@ -310,7 +311,7 @@ def test_latency_rounds_take_the_median_and_survive_failed_rounds_and_a_lost_dev
     steady, flaky = row(2.0), row(5.0)
     failed = iter([{"result": {"ok": True, "latency_ms": {"p50": 9.0, "p90": 9, "p99": 9, "mean": 9, "runs": 10}}},
                    {"result": {"ok": False, "error": "crashed"}}])
-    _latency_rounds([(steady, rounds_of(3.0, 1.0)), (flaky, lambda: next(failed))], rounds=3)
+    latency_rounds([(steady, rounds_of(3.0, 1.0)), (flaky, lambda: next(failed))], rounds=3)
     assert steady["p50_ms"] == 2.0 and steady["p50_rounds_ms"] == [2.0, 3.0, 1.0] and steady["runs"] == 30
     assert steady["p50_spread_pct"] == pytest.approx(100.0)
     assert flaky["rounds"] == 2 and flaky["p50_rounds_ms"] == [5.0, 9.0]  # the failed round is left out
@@ -319,7 +320,7 @@ def test_latency_rounds_take_the_median_and_survive_failed_rounds_and_a_lost_dev
         raise EdgeresError("host 10.0.0.9 is unreachable")
 
     alone = row(4.0)
-    _latency_rounds([(alone, lost)], rounds=9)
+    latency_rounds([(alone, lost)], rounds=9)
     assert alone["rounds"] == 1 and alone["p50_ms"] == 4.0  # round 1 stands
 
 
@@ -333,14 +334,14 @@ def _row(variant, fmt, precision, p50=None, *, status="measured", where="board",
 
 
 def test_speedups_over_the_baseline_and_over_the_same_runtimes_fp32():
-    from edgeres.bench import _compare
+    from edgeres.bench.rows import compare
 
     base = _row("torch fp32 (cpu)", "torch", "fp32", 10.0, where="host", role="baseline", device="cpu")
     onnx32, onnx8 = _row("onnx fp32", "onnx", "fp32", 5.0), _row("onnx int8", "onnx", "int8", 2.0)
     tfl32, tfl8 = _row("tflite fp32", "tflite", "fp32", 8.0), _row("tflite int8", "tflite", "int8", 10.0)
     estimated = _row("openvino int8", "openvino", "int8", status="estimated", estimated=1.0)
     rows = [base, onnx32, onnx8, tfl32, tfl8, estimated]
-    warnings = _compare(rows, base, {}, "board", remote=False)
+    warnings = compare(rows, base, {}, "board", remote=False)
     assert [r["speedup"] for r in rows] == [1.0, 2.0, 5.0, 1.25, 1.0, None]
     assert [r["speedup_vs_fp32"] for r in rows] == [1.0, 1.0, 2.5, 1.0, 0.8, None]
     assert estimated["p50_ms"] is None and estimated["speedup_cross_machine"] is None  # an estimate is no p50
@@ -348,12 +349,12 @@ def test_speedups_over_the_baseline_and_over_the_same_runtimes_fp32():
 
 
 def test_a_speedup_across_two_machines_is_labelled_so():
-    from edgeres.bench import _compare
+    from edgeres.bench.rows import compare
     from edgeres.report import cells
 
     base = _row("torch fp32 (cpu)", "torch", "fp32", 10.0, where="host", role="baseline", device="cpu")
     fp32, int8 = _row("onnx fp32", "onnx", "fp32", 40.0), _row("onnx int8", "onnx", "int8", 20.0)
-    _compare([base, fp32, int8], base, {}, "pi", remote=True)  # measured on the Pi over ssh
+    compare([base, fp32, int8], base, {}, "pi", remote=True)  # measured on the Pi over ssh
     assert base["speedup"] == 1.0
     assert [(r["speedup"], r["speedup_cross_machine"]) for r in (fp32, int8)] == [(None, 0.25), (None, 0.5)]
     assert int8["speedup_vs_fp32"] == 2.0  # both on the Pi: one machine
@@ -361,16 +362,16 @@ def test_a_speedup_across_two_machines_is_labelled_so():
 
 
 def test_the_gpu_rows_compare_fp16_with_fp32_on_the_gpu():
-    from edgeres.bench import _compare
+    from edgeres.bench.rows import compare
 
     on_gpu = _row("torch fp32 (cuda)", "torch", "fp32", 2.0, where="host", role="baseline", device="cuda")
     fp16 = _row("torch fp16 (cuda)", "torch", "fp16", 1.0, where="gpu", device="cuda")
-    _compare([on_gpu, fp16], on_gpu, {}, "gpu", remote=False)
+    compare([on_gpu, fp16], on_gpu, {}, "gpu", remote=False)
     assert fp16["speedup"] == fp16["speedup_vs_fp32"] == 2.0  # the baseline is the GPU's fp32 row
     on_cpu = _row("torch fp32 (cpu)", "torch", "fp32", 20.0, where="host", role="baseline", device="cpu")
     fp32 = _row("torch fp32 (cuda)", "torch", "fp32", 2.0, where="gpu", device="cuda")
     fp16 = _row("torch fp16 (cuda)", "torch", "fp16", 1.0, where="gpu", device="cuda")
-    _compare([on_cpu, fp32, fp16], on_cpu, {}, "gpu", remote=False)
+    compare([on_cpu, fp32, fp16], on_cpu, {}, "gpu", remote=False)
     assert (fp16["speedup"], fp16["speedup_vs_fp32"]) == (20.0, 2.0)
 
 
@@ -390,15 +391,15 @@ def test_baseline_device_choice():
 
 def test_the_gpu_profile_measures_fp32_and_fp16_beside_the_baseline():
     from edgeres import devices
-    from edgeres.bench import _torch_variants
+    from edgeres.bench.select import torch_variants
     from edgeres.workspace import Artifact
 
     gpu, root = devices.get("gpu"), Artifact(Path("/nowhere"), {"id": "train-x", "kind": "train"})
     names = lambda where, precisions=("fp32", "fp16", "int8"): [  # noqa: E731
-        v.name for v in _torch_variants(gpu, root, list(precisions), where)]
+        v.name for v in torch_variants(gpu, root, list(precisions), where)]
     assert names("cuda") == ["torch fp16 (cuda)"]  # the fp32 one is the baseline itself
     assert names("cpu") == ["torch fp32 (cuda)", "torch fp16 (cuda)"]
-    assert names("cpu", ["int8"]) == [] and _torch_variants(devices.get("cpu"), root, ["fp32"], "cpu") == []
+    assert names("cpu", ["int8"]) == [] and torch_variants(devices.get("cpu"), root, ["fp32"], "cpu") == []
 
 
 def test_results_saved_before_estimates_had_their_own_field_read_as_they_meant():
@@ -443,7 +444,8 @@ def test_a_file_compiled_for_the_edge_tpu_is_told_apart(tflite_exported, tmp_pat
 
     from edgeres import devices
     from edgeres.backends import placement
-    from edgeres.bench import Variant, _placement
+    from edgeres.bench import Variant
+    from edgeres.bench.rows import place
 
     export = Workspace(tflite_exported).latest("export", format="tflite", precision="int8")
     plain = export.path / export.manifest["file"]
@@ -465,7 +467,7 @@ def test_a_file_compiled_for_the_edge_tpu_is_told_apart(tflite_exported, tmp_pat
     assert offload["subgraphs"] == 1 and offload["on_cpu"] == offload["ops"] - 1
     coral = devices.get("coral-edgetpu")
     row = {"status": "estimated", "device": "delegate libedgetpu.so.1"}
-    assert _placement(row, coral, Variant.export(export), compiled) == {"edgetpu"}
+    assert place(row, coral, Variant.export(export), compiled) == {"edgetpu"}
     assert row["unit"] == "Edge TPU + CPU" and row["device"] == "delegate libedgetpu.so.1"
     assert coral.estimate.unit_for("tflite", "int8", frozenset({"edgetpu"})) == "edgetpu"
     assert placement.tflite_ops(tmp_path / "missing.tflite") is None
@@ -497,3 +499,17 @@ def test_offload_text_says_what_each_unit_took():
     assert offload_text({"offload": {"unit": "QNN", "ops": 60, "on_cpu": 1, "subgraphs": 2}}) \
         == "QNN took 59 of 60 nodes (2 subgraph(s))"
     assert "none of 40 ops" in offload_text({"offload": {"unit": "Edge TPU", "ops": 40, "on_cpu": 40, "subgraphs": 0}})
+
+
+def test_a_file_compiled_for_an_accelerator_runs_only_where_its_delegate_loads(tmp_path):
+    from edgeres import devices
+    from edgeres.bench.select import runnable
+    from edgeres.workspace import Artifact
+
+    def export(compile_for: str | None) -> Artifact:
+        options = {"io": "int8"} | ({"compile": compile_for} if compile_for else {})
+        return Artifact(tmp_path, {"kind": "export", "format": "tflite", "config": {"options": options}})
+
+    coral, cpu = devices.get("coral-edgetpu"), devices.get("cpu")
+    assert runnable(cpu, export(None)) and runnable(cpu, export("none")) and runnable(coral, export("none"))
+    assert runnable(coral, export("edgetpu")) and not runnable(cpu, export("edgetpu"))
