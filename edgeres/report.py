@@ -362,7 +362,7 @@ class _Partitioning(_Strict):
 
 class _Offload(_Strict):
     unit: str
-    subgraphs: int = Field(ge=0)
+    subgraphs: int | None = Field(None, ge=0)  # none for OpenVINO's query_model
     ops: int = Field(ge=0)
     on_cpu: int = Field(ge=0)
     cpu_ops: dict[str, int] = Field(default_factory=dict)

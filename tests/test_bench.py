@@ -501,6 +501,16 @@ def test_offload_text_says_what_each_unit_took():
     assert "none of 40 ops" in offload_text({"offload": {"unit": "Edge TPU", "ops": 40, "on_cpu": 40, "subgraphs": 0}})
 
 
+def test_an_openvino_npu_row_reads_back():
+    """results.json rows are checked when read: OpenVINO's offload (no subgraph count) is a valid one."""
+    from edgeres.report import _Row
+
+    row = {"variant": "openvino int8", "role": "variant", "status": "measured", "format": "openvino",
+           "precision": "int8", "runtime": "openvino", "device": "NPU", "p50_ms": 1.5,
+           "offload": {"unit": "NPU", "source": "OpenVINO query_model", "ops": 120, "on_cpu": 5}}
+    assert _Row.model_validate(row).offload.subgraphs is None
+
+
 def test_a_file_compiled_for_an_accelerator_runs_only_where_its_delegate_loads(tmp_path):
     from edgeres import devices
     from edgeres.bench.select import runnable

@@ -1,12 +1,10 @@
 """Bench rows and their arithmetic: a row per variant and for the baseline, filled from a runner report or
-an estimate, placed on the unit that runs it, and compared (speedups, accuracy delta, size, agreement).
-
-A row is a plain dict (it is saved as JSON); ``Row`` names its keys and types for readers and checkers."""
+an estimate, placed on the unit that runs it, and compared (speedups, accuracy delta, size, agreement)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -16,43 +14,9 @@ from edgeres.runtimes import registry
 from edgeres.workspace import Artifact
 
 
-class Row(TypedDict, total=False):
-    """One row of ``results.json``: what ran where, what was measured (or estimated, or emulated) and how
-    it compares. Keys beyond these appear where they apply (``offload``, ``estimate``, ``emulated`` ...)."""
-
-    variant: str
-    role: Literal["baseline", "variant"]
-    artifact: str
-    format: str  # onnx, openvino, tflite, torch
-    precision: str
-    runtime: str
-    device: str  # what the runtime ran on, as the profile (or the runner) puts it
-    where: str  # the device profile's name, or "host" for the baseline
-    threads: int | None
-    size_bytes: int | None
-    status: Literal["measured", "estimated", "emulated", "failed"] | None
-    latency_kind: Literal["measured", "estimated", "emulated"] | None
-    error: str | None
-    top1: float | None
-    top1_where: str | None  # "host" when an estimated row's top-1 ran here
-    n: int | None
-    p50_ms: float | None  # measured only; estimates live in estimated_p50_ms
-    p90_ms: float | None
-    p99_ms: float | None
-    mean_ms: float | None
-    runs: int | None
-    throughput_ips: float | None
-    throughput_batch: int | None
-    peak_rss_mb: float | None
-    load_seconds: float | None
-    estimated_p50_ms: float | None
-    unit: str | None  # the compute unit that runs the row
-    speedup: float | None  # baseline p50 / this p50, both measured on this machine
-    speedup_cross_machine: float | None
-    speedup_vs_fp32: float | None  # the same runtime's fp32 row on the same device / this row
-    delta_top1_pp: float | None
-    size_ratio: float | None
-    agreement: float | None  # % of images whose top-1 matches the baseline's
+# A row of results.json is a plain dict (saved as JSON as it is); its schema, checked whenever results are
+# read back, is ``edgeres.report._Row``.
+Row = dict[str, Any]
 
 
 # Every row has these, None where they do not apply, so that tables stay uniform.
