@@ -42,7 +42,7 @@ from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
+from edgeres.workspace import FP32_KINDS, Artifact, NoSuchArtifact, Workspace
 
 STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
 METHODS = STRUCTURED + ("magnitude",)
@@ -122,7 +122,7 @@ def _source(req: PruneRequest, ws: Workspace) -> Artifact:
         parent = source.manifest.get("parent") or "its FP32 parent"
         raise EdgeresError(f"{source.id} is an int8 model: prune before quantizing",
                            hint=f"prune the FP32 model ({parent}), then quantize the pruned one")
-    if source.kind not in ("train", "prune"):
+    if source.kind not in FP32_KINDS:
         raise EdgeresError(f"{source.id} is a {source.kind} artifact; prune needs an FP32 model (train or prune)")
     return source
 

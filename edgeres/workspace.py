@@ -379,6 +379,22 @@ class Artifact:
         return f"{self.id} ({', '.join(bits)})"
 
 
+FP32_KINDS = ("train", "prune")  # the FP32 model at the top of every lineage
+
+
+def fp32_root(artifact: Artifact, index: dict[str, Artifact]) -> Artifact:
+    """The FP32 train/prune artifact at the top of ``artifact``'s parent links, looked up in ``index`` (id ->
+    artifact); an error when a link is missing or loops."""
+    seen, current = set(), artifact
+    while current.kind not in FP32_KINDS:
+        parent = current.manifest.get("parent")
+        if parent is None or parent in seen or parent not in index:
+            raise EdgeresError(f"{artifact.id} does not lead to an FP32 train/prune artifact (a parent is missing)")
+        seen.add(parent)
+        current = index[parent]
+    return current
+
+
 class ArtifactWriter:
     """An artifact under construction: write files into ``dir``, fill ``manifest``.
 

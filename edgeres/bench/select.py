@@ -9,10 +9,7 @@ from typing import Callable
 from edgeres.console import say
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
-from edgeres.workspace import Artifact, Workspace
-
-
-MODEL_KINDS = ("train", "prune")  # the FP32 root of a lineage
+from edgeres.workspace import FP32_KINDS, Artifact, Workspace, fp32_root
 
 
 @dataclass(frozen=True)
@@ -47,18 +44,6 @@ def choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> li
     return [v for v in allowed if v in values]
 
 
-def fp32_root(artifact: Artifact, index: dict[str, Artifact]) -> Artifact | None:
-    """The FP32 train/prune artifact at the top of ``artifact``'s parent links (None if a link is broken)."""
-    seen = set()
-    while artifact.kind not in MODEL_KINDS:
-        parent = artifact.manifest.get("parent")
-        if parent is None or parent in seen or parent not in index:
-            return None
-        seen.add(parent)
-        artifact = index[parent]
-    return artifact
-
-
 def _given_exports(ws: Workspace, refs: list[str],
                    index: dict[str, Artifact]) -> tuple[Artifact | None, list[Artifact]]:
     """The export artifacts ``refs`` name, checked: exports, one lineage, one per (format, precision)."""
@@ -70,8 +55,6 @@ def _given_exports(ws: Workspace, refs: list[str],
             raise EdgeresError(f"{artifact.id} is a {artifact.kind} artifact, not an export",
                                hint="name export artifacts (`edgeres info` lists them)")
         this_root = fp32_root(artifact, index)
-        if this_root is None:
-            raise EdgeresError(f"{artifact.id} does not lead to an FP32 train/prune artifact (a parent is missing)")
         if root is not None and this_root.id != root.id:
             raise EdgeresError(f"the exports come from different models ({root.id} and {this_root.id})",
                                hint="bench one model's exports at a time")
@@ -110,13 +93,11 @@ def select_variants(ws: Workspace, ref: str | None, *, formats: list[str], preci
     elif all_exports:
         picked = all_exports[0]
     elif not need_exports:
-        picked = next((a for a in index.values() if a.kind in MODEL_KINDS), None)
+        picked = next((a for a in index.values() if a.kind in FP32_KINDS), None)
     if picked is None:
         raise EdgeresError(f"no export artifact in workspace {ws.root}",
                            hint="export a model first, e.g. `edgeres export --target all --precision all`")
     root = fp32_root(picked, index)
-    if root is None:
-        raise EdgeresError(f"{picked.id} does not lead to an FP32 train/prune artifact (a parent is missing)")
     if given_root is not None and given_root.id != root.id:
         raise EdgeresError(f"the exports given come from {given_root.id}, not from {root.id} (--model)")
     newest: dict[tuple[str, str], Artifact] = {}
@@ -124,7 +105,7 @@ def select_variants(ws: Workspace, ref: str | None, *, formats: list[str], preci
     for a in all_exports:
         key = (a.manifest.get("format"), a.manifest.get("precision"))
         if key[0] in formats and key[1] in precisions and key not in newest:
-            if getattr(fp32_root(a, index), "id", None) == root.id:
+            if _root_id(a, index) == root.id:
                 if runnable is None or runnable(a):
                     newest[key] = a
                 else:
@@ -143,6 +124,13 @@ def select_variants(ws: Workspace, ref: str | None, *, formats: list[str], preci
                            hint=f"export it first: `edgeres export --model {root.id} --target all --precision all`")
     say(f"benchmarking the exports of {root.describe()}")
     return root, variants
+
+
+def _root_id(artifact: Artifact, index: dict[str, Artifact]) -> str | None:
+    try:
+        return fp32_root(artifact, index).id
+    except EdgeresError:  # a broken lineage is not this one
+        return None
 
 
 def runnable(profile, export: Artifact) -> bool:

@@ -19,7 +19,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
 from edgeres.export.verify import verify
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import Artifact, Workspace
+from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 
 @dataclass(kw_only=True)
@@ -90,7 +90,7 @@ class Sources:
             if parent is None:
                 raise EdgeresError(f"{picked.id} records no FP32 parent")
             self.float_artifact = parent
-        elif picked.kind in ("train", "prune"):
+        elif picked.kind in FP32_KINDS:
             self.float_artifact = picked
             self.int8_artifact = ws.latest("quantize", where=lambda m: m.get("parent") == picked.id)
         else:

@@ -19,7 +19,7 @@ from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
 from edgeres.train import MAX_EPOCHS
-from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
+from edgeres.workspace import FP32_KINDS, Artifact, NoSuchArtifact, Workspace
 
 
 @dataclass(kw_only=True)
@@ -71,7 +71,7 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
     if source.kind == "quantize":
         raise EdgeresError(f"{source.id} is already int8", hint="quantize its FP32 parent instead: "
                            f"{source.manifest.get('parent')}")
-    if source.kind not in ("train", "prune"):
+    if source.kind not in FP32_KINDS:
         raise EdgeresError(f"{source.id} is a {source.kind} artifact; quantize needs an FP32 model")
     return source
 
