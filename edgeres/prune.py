@@ -42,7 +42,7 @@ from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import FP32_KINDS, Artifact, NoSuchArtifact, Workspace
+from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
 METHODS = STRUCTURED + ("magnitude",)
@@ -105,19 +105,10 @@ def _validate(req: PruneRequest) -> PruneRequest:
 
 def _source(req: PruneRequest, ws: Workspace) -> Artifact:
     """The FP32 artifact to prune; trains one first when the workspace has none for the model."""
-    from edgeres.train import TrainConfig, TrainRequest, run_train
+    from edgeres.train import fp32_model
 
-    try:
-        source = ws.resolve(req.model)
-    except NoSuchArtifact:
-        models.get_spec(req.model)  # an unknown name fails here, with suggestions
-        source = ws.latest("train", model=req.model, dataset=req.dataset)
-        if source is None:
-            dataset = req.dataset or "fashion-mnist"
-            say(f"no FP32 {req.model} checkpoint for {dataset} in {ws.root}: training one first")
-            return run_train(TrainRequest(model=req.model, dataset=dataset, data_dir=req.data_dir,
-                                          eval_limit=req.eval_limit, config=TrainConfig(epochs=req.train_epochs)), ws)
-        say(f"using {source.describe()}")
+    source = fp32_model(ws, req.model, kinds=("train",), dataset=req.dataset, data_dir=req.data_dir,
+                        eval_limit=req.eval_limit, epochs=req.train_epochs)
     if source.kind == "quantize":
         parent = source.manifest.get("parent") or "its FP32 parent"
         raise EdgeresError(f"{source.id} is an int8 model: prune before quantizing",

@@ -24,7 +24,7 @@ from edgeres import data, models
 from edgeres.console import progress, progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import Artifact, Workspace
+from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
 
 
 MAX_EPOCHS = 10_000
@@ -271,3 +271,23 @@ def load_fp32(artifact: Artifact) -> nn.Module:
     model = models.build_from_architecture(arch)
     models.load_state_dict(model, models.read_state_dict(artifact.file("model.pt")), artifact.id)
     return model.eval()
+
+
+def fp32_model(ws: Workspace, ref: str, *, kinds: tuple[str, ...], dataset: str | None, data_dir: Path | None,
+               eval_limit: int | None, epochs: int | None) -> Artifact:
+    """The artifact ``ref`` names, or a model name's newest FP32 artifact of ``kinds`` (in that order of
+    preference); with none, one is trained first (``epochs``: None for the model's default)."""
+    from edgeres.models import get_spec
+
+    try:
+        return ws.resolve(ref)
+    except NoSuchArtifact:
+        get_spec(ref)  # an unknown name fails here, with suggestions
+    source = next((a for a in (ws.latest(kind, model=ref, dataset=dataset) for kind in kinds) if a), None)
+    if source is None:
+        dataset = dataset or "fashion-mnist"
+        say(f"no FP32 {ref} checkpoint for {dataset} in {ws.root}: training one first")
+        return run_train(TrainRequest(model=ref, dataset=dataset, data_dir=data_dir, eval_limit=eval_limit,
+                                      config=TrainConfig(epochs=epochs)), ws)
+    say(f"using {source.describe()}")
+    return source

@@ -19,7 +19,7 @@ from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
 from edgeres.train import MAX_EPOCHS
-from edgeres.workspace import FP32_KINDS, Artifact, NoSuchArtifact, Workspace
+from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 
 @dataclass(kw_only=True)
@@ -48,26 +48,15 @@ class QuantizeRequest:
 
 def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
     """The FP32 artifact to quantize; imports ``weights`` or trains one first when there is none."""
-    from edgeres.models import get_spec
-    from edgeres.train import TrainConfig, TrainRequest, run_import, run_train
+    from edgeres.train import TrainRequest, fp32_model, run_import
 
     if req.weights is not None:
         say(f"importing FP32 checkpoint {req.weights}")
         return run_import(TrainRequest(model=req.model, dataset=req.dataset or "fashion-mnist", data_dir=req.data_dir,
                                        weights=str(req.weights), eval_limit=req.eval_limit,
                                        trust_pickle=req.trust_pickle), ws)
-    try:
-        source = ws.resolve(req.model)
-    except NoSuchArtifact:
-        get_spec(req.model)  # an unknown name fails here, with suggestions
-        source = ws.latest("prune", model=req.model, dataset=req.dataset) or \
-            ws.latest("train", model=req.model, dataset=req.dataset)
-        if source is None:
-            dataset = req.dataset or "fashion-mnist"
-            say(f"no FP32 {req.model} checkpoint for {dataset} in {ws.root}: training one first")
-            return run_train(TrainRequest(model=req.model, dataset=dataset, data_dir=req.data_dir,
-                                          eval_limit=req.eval_limit, config=TrainConfig(epochs=req.train_epochs)), ws)
-        say(f"using {source.describe()}")
+    source = fp32_model(ws, req.model, kinds=("prune", "train"), dataset=req.dataset, data_dir=req.data_dir,
+                        eval_limit=req.eval_limit, epochs=req.train_epochs)
     if source.kind == "quantize":
         raise EdgeresError(f"{source.id} is already int8", hint="quantize its FP32 parent instead: "
                            f"{source.manifest.get('parent')}")
