@@ -91,3 +91,14 @@ def test_train_eval_info_end_to_end(tmp_path):
     assert result.returncode == 0 and "top-1" in result.stdout and "(300 test images)" in result.stdout
     info = run_cli("info", workspace=tmp_path)
     assert "resnet20" in info.stdout and "train" in info.stdout
+
+
+def test_closed_choices_are_checked_as_the_command_is_parsed(tmp_path):
+    """An unknown target, precision or TFLite io type is refused before any work, with the choices."""
+    for args, word in ((["export", "--target", "coreml"], "coreml"), (["export", "--precision", "int4"], "int4"),
+                       (["export", "--io", "int16"], "int16"), (["bench", "--target", "tensorrt"], "tensorrt")):
+        result = run_cli(*args, workspace=tmp_path / "ws")
+        assert result.returncode == 2 and word in result.stderr and "is not one of" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "ws").exists()
+    help_text = run_cli("export", "--help").stdout
+    assert "onnx|openvino|tflite|all" in help_text.replace("\n", "").replace(" ", "").replace("│", "")

@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, Precision, Target, WorkspaceOpt, values,
+                                 workspace)
 from edgeres.cli.devices_cmd import DevicesDirOpt
 
 
@@ -22,10 +23,10 @@ def bench(
         help="Device profile name (see `edgeres devices`) or a profile .yaml.")] = "cpu",
     model: Annotated[Optional[str], typer.Option(
         help="Artifact id/path or model name; default: the lineage of the newest export.")] = None,
-    target: Annotated[Optional[list[str]], typer.Option(
-        help="Formats to measure: onnx, openvino, tflite or all (repeatable); default: all.")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option(
-        help="fp32, fp16, int8 or all (repeatable); default: all.")] = None,
+    target: Annotated[Optional[list[Target]], typer.Option(
+        help="Formats to measure (repeatable); default: all.")] = None,
+    precision: Annotated[Optional[list[Precision]], typer.Option(
+        help="Precisions to measure (repeatable); default: all.")] = None,
     export: Annotated[Optional[list[str]], typer.Option(
         "--export", help="Measure exactly this export artifact (id or path; repeatable) instead of the newest "
         "export per format and precision.")] = None,
@@ -66,8 +67,8 @@ def bench(
 
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
                                 "rounds": rounds}.items() if v is not None}
-    request = BenchRequest(device=device, model=model, exports=export, targets=target, precisions=precision,
-                           eval_limit=eval_limit, threads=threads, baseline=baseline.value, estimate=estimate,
+    request = BenchRequest(device=device, model=model, exports=export, targets=values(target),
+                           precisions=values(precision), eval_limit=eval_limit, threads=threads, baseline=baseline.value, estimate=estimate,
                            method=method, devices_dir=devices_dir, data_dir=data, emulate=emulate,
                            trust_new_host=trust_new_host)
     with stdout_to_stderr(json_):

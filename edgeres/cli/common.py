@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from edgeres.export.formats import FORMATS, PRECISIONS
+
+# Closed choices, from the format table: checked as the command line is parsed and listed in --help.
+Target = Enum("Target", [(name, name) for name in (*FORMATS, "all")], type=str)
+Precision = Enum("Precision", [(name, name) for name in (*PRECISIONS, "all")], type=str)
+TfliteIo = Enum("TfliteIo", [(name, name) for name in FORMATS["tflite"].options["io"]], type=str)
+
+
+def values(choices: list[Enum] | None) -> list[str] | None:
+    """The strings behind parsed choices (None stays None)."""
+    return None if choices is None else [c.value for c in choices]
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="EDGERES_WORKSPACE",
                                             help="Workspace directory of artifacts.")]

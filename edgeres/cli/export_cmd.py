@@ -5,16 +5,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, WorkspaceOpt, workspace
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, Precision, Target, TfliteIo, WorkspaceOpt, values,
+                                 workspace)
 
 
 def export(
-    target: Annotated[list[str], typer.Option(help="onnx, openvino, tflite or all (repeatable).")] = ["all"],
-    precision: Annotated[Optional[list[str]], typer.Option(
-        help="fp32, fp16, int8 or all (repeatable); default: the model's own precision.")] = None,
+    target: Annotated[list[Target], typer.Option(help="Formats (repeatable).")] = [Target.all],
+    precision: Annotated[Optional[list[Precision]], typer.Option(
+        help="Precisions (repeatable); default: the model's own precision.")] = None,
     model: Annotated[Optional[str], typer.Option(
         help="Artifact id/path or model name; default: the latest model (int8 preferred).")] = None,
-    io: Annotated[Optional[str], typer.Option(help="TFLite int8 input/output tensors: int8 or float.")] = None,
+    io: Annotated[Optional[TfliteIo], typer.Option(help="TFLite int8 input/output tensors.")] = None,
     edgetpu: Annotated[bool, typer.Option("--edgetpu", help="Compile the TFLite int8 file for the Coral Edge TPU "
                                           "with edgetpu_compiler (on PATH); the file it came from is kept and "
                                           "verified.")] = False,
@@ -33,9 +34,9 @@ def export(
     from edgeres.console import show, table
     from edgeres.export.step import ExportRequest, run_export
 
-    options = ({"io": io} if io else {}) | ({"compile": "edgetpu"} if edgetpu else {})
-    request = ExportRequest(targets=target, precisions=precision, model=model, options=options, verify=verify,
-                            verify_limit=verify_limit, calib_samples=calib_samples, output=output, force=force,
+    options = ({"io": io.value} if io else {}) | ({"compile": "edgetpu"} if edgetpu else {})
+    request = ExportRequest(targets=values(target), precisions=values(precision), model=model, options=options,
+                            verify=verify, verify_limit=verify_limit, calib_samples=calib_samples, output=output, force=force,
                             data_dir=data)
     artifacts = run_export(request, workspace(workspace_dir))
     shown = table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
