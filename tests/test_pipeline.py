@@ -26,7 +26,9 @@ def test_every_recipe_in_the_tree_is_in_the_tested_list():
 
 # Overrides that shrink any shipped recipe to seconds per step (only for the steps it has).
 SHRINK = {
-    "train": {"epochs": 3, "limit": 10000, "eval_limit": 200},  # ~85 %: confident enough for int8 to verify
+    # 3 epochs at the default peak lr 0.1 diverge on 10,000 images (val 8-10 % after epoch 1, ResNet-50 46 % at the
+    # end): a model that is mostly guessing flips near-ties, and its int8 files failed verification (89-96.8 %)
+    "train": {"epochs": 3, "limit": 10000, "eval_limit": 200, "lr": 0.05},
     "prune": {"finetune_epochs": 1, "limit": 5000, "val_limit": 100, "eval_limit": 200},
     # max_drop: on 100 val images a budget search is noise; it is tested in test_quantize and test_tflite
     "quantize": {"calib_samples": 64, "val_limit": 100, "eval_limit": 200, "epochs": 1, "train_limit": 300,
@@ -40,8 +42,6 @@ def _shrunk(recipe: Path, containers: dict[str, Path], checkpoint: Path) -> list
     doc = yaml.safe_load(recipe.read_text())
     sets = [f"{step}.{key}={value}" for step, keys in SHRINK.items() if step in doc["steps"]
             for key, value in keys.items()]
-    if doc["model"] == "resnet50":  # 3 epochs at the default 0.1 diverged (val 10 %, then 46 %; int8 files agreed
-        sets.append("train.lr=0.05")  # 89 % with torch int8): at 0.05, 79 % val and 98.3 % agreement
     if doc.get("dataset") == "cifar10":
         sets.append(f"data={containers['cifar']}")
     if doc.get("weights") not in (None, "imagenet"):
