@@ -132,7 +132,8 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     if req.qat:
         start = time.perf_counter()
         qat_train = images.load("train", prep, req.train_limit) if req.train_limit else train_ds
-        config = TrainConfig(epochs=req.epochs, lr=req.lr, augment=True)
+        # fake quantization is calibrated in float32: no bf16 autocast in QAT
+        config = TrainConfig(epochs=req.epochs, lr=req.lr, augment=True, amp="off")
         report["qat_history"] = fit(model, qat_train, config, images.load("val", prep, req.val_limit), "QAT",
                                     keep_best=True)
         model = model.to(memory_format=torch.contiguous_format)
