@@ -226,7 +226,7 @@ def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.train import TrainConfig, run_train
 
     config = TrainConfig(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, label_smoothing=o.label_smoothing,
-                         seed=o.seed, limit=o.limit)
+                         erase=o.erase, amp=o.amp, seed=o.seed, limit=o.limit)
     return [run_train(_train_request(recipe, o.eval_limit, config), ws)]
 
 

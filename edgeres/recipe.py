@@ -39,6 +39,8 @@ class TrainStep(_Strict):
     batch_size: int = Field(128, ge=1, le=65536)
     lr: float = Field(0.1, gt=0, le=10)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+    erase: float = Field(0.0, ge=0, le=1, description="probability of random erasing per training image")
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast; auto: where the CPU has it")
     seed: int = Field(0, ge=0, lt=2**32)
     limit: Optional[int] = Field(None, ge=1, description="train on a seeded subset of this many images")
     eval_limit: Optional[int] = Field(None, ge=1)

@@ -21,6 +21,12 @@ MeanOpt = Annotated[Optional[list[float]], typer.Option(help="Normalization mean
                                                         "(repeat the option).")]
 StdOpt = Annotated[Optional[list[float]], typer.Option(help="Normalization std: one value, or one per channel "
                                                        "(repeat the option).")]
+class Amp(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    off = "off"
+
+
 class Validation(str, Enum):
     holdout = "holdout"
     test_split = "test-split"
@@ -43,6 +49,10 @@ def train(
                                       help="Peak learning rate of the one-cycle schedule.")] = 0.1,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Label smoothing; it also bounds the "
                                                    "logits, which full-integer int8 quantizes.")] = 0.1,
+    erase: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of random erasing (one "
+                                         "rectangle of each training image set to 0).")] = 0.0,
+    amp: Annotated[Amp, typer.Option(help="Mixed precision: bf16 autocast (weights stay float32); auto uses it "
+                                     "where the CPU computes bf16 natively (AVX512-BF16, AMX).")] = Amp.auto,
     weights: Annotated[Optional[str], typer.Option(help="Fine-tune from 'imagenet' or a checkpoint file (a "
                                                    "classifier of another size starts fresh). To use a "
                                                    "checkpoint as it is: `edgeres import`.")] = None,
@@ -61,8 +71,8 @@ def train(
     """Train an FP32 model; the checkpoint becomes a `train` artifact in the workspace."""
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, seed=seed,
-                         limit=limit)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, erase=erase,
+                         amp=amp.value, seed=seed, limit=limit)
     request = TrainRequest(model=model, dataset=dataset, data_dir=data, weights=weights, num_classes=num_classes,
                            input_size=input_size, resize=resize, mean=mean, std=std, validation=validation.value if validation else None,
                            eval_limit=eval_limit, config=config, trust_pickle=trust_pickle)
