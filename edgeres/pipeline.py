@@ -222,12 +222,20 @@ def _import(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]
     return [run_import(_train_request(recipe, o.eval_limit), ws)]
 
 
-def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
-    from edgeres.train import TrainConfig, run_train
+def train_request(recipe: Recipe):
+    """The ``TrainRequest`` a recipe's train step makes (also what benchmarks/train_fp32.py trains)."""
+    from edgeres.train import TrainConfig
 
+    o = recipe.steps.train
     config = TrainConfig(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, label_smoothing=o.label_smoothing,
                          erase=o.erase, amp=o.amp, seed=o.seed, limit=o.limit)
-    return [run_train(_train_request(recipe, o.eval_limit, config), ws)]
+    return _train_request(recipe, o.eval_limit, config)
+
+
+def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.train import run_train
+
+    return [run_train(train_request(recipe), ws)]
 
 
 def _prune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
