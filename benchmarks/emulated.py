@@ -12,16 +12,16 @@ quantizes and exports what is missing, with the steps' defaults). On the same te
 3. the QDQ file on the qualcomm-npu profile (onnxruntime-qnn, HTP backend; Qualcomm's emulator on x86):
    top-1, drop against the FP32 model (PyTorch), agreement with the CPU execution provider, and the
    share of Conv/Gemm/Add/Relu/pooling nodes that ran on the NPU, with the nodes that fell back.
-Prints Markdown; JSON to benchmarks/out/emulated_<model>.json. Emulated speed is not reported: it is
+Prints Markdown; raw output to benchmarks/results/emulated_<model>.json. Emulated speed is not reported: it is
 qemu's and the emulator's, not the devices'.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +36,9 @@ from edgeres.evaluate import load_model, test_split
 from edgeres.quantize.sensitivity import logits_of, top1
 from edgeres.train import TrainRequest, run_train, set_threads
 from edgeres.workspace import Artifact, Workspace
+
+sys.path.insert(0, str(Path(__file__).parent))
+import results_file  # noqa: E402
 
 ACCURACY = {"warmup": 0, "min_runs": 1, "min_seconds": 0.0, "max_runs": 1, "throughput_batch": 1}
 
@@ -147,9 +150,8 @@ def main() -> None:
           + ", ".join(f"{op} {v['nodes'] - v['cpu']}/{v['nodes']}" for op, v in h["compute_ops"].items())
           + f"; {h['on_cpu']} of {h['nodes']} nodes ran on the CPU: " + ", ".join(h["cpu_nodes"][:8])
           + (" ..." if len(h["cpu_nodes"]) > 8 else ""))
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / f"emulated_{args.model}.json").write_text(json.dumps(results, indent=1))
+    results_file.write(f"emulated_{args.model}", {"data": "fashion-mnist test images", "kind": "emulated",
+                                                  **results})
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ BN-folded FP32 network is quantized by:
   (``nncf.quantize(ov_model)``, OpenVINO's own int8 path); TFLite's path is onnx2tf + the converter,
   which is also ours, so its row is the same file.
 Each file runs in our runtime sessions (warm-up, then timed batch-1 runs, all files of a model
-interleaved in rounds: see ``interleaved_p50_ms``); the table gives p50 in ms and the ratios. Prints Markdown.
+interleaved in rounds: see ``interleaved_p50_ms``); the table gives p50 in ms and the ratios. Prints Markdown;
+raw output to benchmarks/results/int8_latency_<size>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.runtimes import open_session
+
+sys.path.insert(0, str(Path(__file__).parent))
+import results_file  # noqa: E402
 
 
 def interleaved_p50_ms(files: dict, x: np.ndarray, threads: int, rounds: int, block_seconds: float = 0.3) -> dict:
@@ -123,6 +128,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += bench_model(name, args.size, args.threads, args.rounds, Path(tmp), not args.no_tflite)
+    results_file.write(f"int8_latency_{args.size}", {
+        "models": args.models.split(","), "weights": "random (latency does not depend on them)",
+        "data": "one random input", "input_size": args.size, "batch": 1, "threads": args.threads,
+        "rounds": args.rounds, "kind": "measured", "rows": rows})
     print(f"\nbatch 1, {args.size}x{args.size}x3, {args.threads} threads, p50 over {args.rounds} interleaved rounds "
           f"of >= 0.3 s per file, "
           f"random weights; {platform.processor() or platform.machine()}\n")

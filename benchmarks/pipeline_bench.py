@@ -13,7 +13,6 @@ Each command runs as its own process, as a user runs it. Prints Markdown; JSON t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -21,6 +20,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import results_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,9 +69,9 @@ def main() -> None:
                 p50s.setdefault(row["variant"], []).append(row["p50_ms"])
     result["bench_wall_seconds"] = walls
     result["bench_p50_ms"] = p50s
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "pipeline_bench.json").write_text(json.dumps(result, indent=2))
+    results_file.write("pipeline_bench", {"recipe": args.recipe.name, "model": "resnet18",
+                                          "data": "fashion-mnist (the recipe's)", "input_size": 32,
+                                          "threads": "every core (edgeres's default)", **result})
 
     print("| `edgeres run` of the main recipe | wall |")
     print("|---|---|")

@@ -22,8 +22,8 @@ benchmarks/out/prune_resnet18.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +43,9 @@ from edgeres.quantize.step import QuantizeRequest, run_quantize
 from edgeres.runtimes import open_session
 from edgeres.train import TrainConfig, TrainRequest, run_train, set_threads
 from edgeres.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).parent))
+import results_file  # noqa: E402
 
 RUNTIMES = {"onnxruntime": ".onnx", "openvino": ".xml"}
 
@@ -194,10 +197,10 @@ def main() -> None:
     for r in latency:
         print(f"| {r['model']} | {r['macs'] / 1e9:.2f} | {r['runtime']} | {r['precision']} | {r['p50_ms']:.2f} | "
               f"{r['vs_unpruned_same_precision']:.2f}x | {r['vs_unpruned_fp32']:.2f}x |")
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "prune_resnet18.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                          "accuracy": accuracy, "latency": latency}, indent=1))
+    results_file.write("prune_resnet18", {"model": "resnet18", "data": "fashion-mnist (accuracy rows)",
+                                          "input_size": {"accuracy": "the model's own (32)", "latency": args.size},
+                                          "threads": args.threads, "args": {k: str(v) for k, v in vars(args).items()},
+                                          "accuracy": accuracy, "latency": latency})
 
 
 if __name__ == "__main__":
