@@ -329,7 +329,7 @@ def setup(path: Path | None = None) -> Root:
 
     A half-made root at ``path`` is replaced. Raises ``EdgeresError`` when a tool is missing, when not
     root, or when the mirror or PyPI cannot be reached."""
-    from edgeres.console import progress, say
+    from edgeres.console import progress, say, warn
 
     path = path or root_dir()
     ready = status(path)[1]
@@ -373,5 +373,5 @@ def setup(path: Path | None = None) -> Root:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     for runtime, reason in skipped.items():
-        say(f"[yellow]warning:[/] emulated devices run without {runtime}: {reason}")
+        warn(f"emulated devices run without {runtime}: {reason}")
     return Root(path, info)

@@ -32,7 +32,7 @@ from typing import Any
 
 import edgeres.runtimes
 from edgeres.backends import failed, report_from_output
-from edgeres.console import say
+from edgeres.console import warn
 from edgeres.errors import EdgeresError
 
 # $1: python, $2: workdir. Prints one "edgeres:..." line saying what was found or made.
@@ -205,7 +205,7 @@ def run_variant(profile, job_dir: Path, job: dict[str, Any], timeout: float = 90
                 raise EdgeresError(f"the connection to {c.target}:{c.port} dropped {len(drops)} time(s) "
                                    f"(last: {exc})", hint="check the device's power and network; "
                                    "connection.retries in the device profile sets how often to retry") from None
-            say(f"[yellow]warning:[/] the connection to {c.target} dropped ({exc}); "
+            warn(f"the connection to {c.target} dropped ({exc}); "
                 f"retry {len(drops)} of {c.retries}")
             continue
         report["retries"] = len(drops)

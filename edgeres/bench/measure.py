@@ -15,7 +15,7 @@ from edgeres.bench.plan import emulator
 from edgeres.bench.request import BenchRequest
 from edgeres.bench.rows import baseline_row, emulated_extras, estimated_row, fill, place, variant_row
 from edgeres.bench.select import Variant
-from edgeres.console import progress_line, say
+from edgeres.console import progress_line, say, warn
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS
 from edgeres.workspace import Artifact
@@ -183,10 +183,10 @@ def latency_rounds(measured: list[tuple], rounds: int) -> None:
                 if result.get("ok") and result.get("latency_ms"):
                     summaries[id(row)].append(result["latency_ms"])
                 else:
-                    say(f"[yellow]warning:[/] a latency round of {row['variant']} failed: {result.get('error')}")
+                    warn(f"a latency round of {row['variant']} failed: {result.get('error')}")
             progress_line(f"latency round {n}/{rounds} done")
     except EdgeresError as exc:  # the device went away: keep the rounds measured so far
-        say(f"[yellow]warning:[/] latency rounds stopped: {exc.args[0]}")
+        warn(f"latency rounds stopped: {exc.args[0]}")
     for row, _ in measured:
         combined = combine_rounds(summaries[id(row)])
         row.update(p50_ms=combined["p50"], p90_ms=combined["p90"], p99_ms=combined["p99"], mean_ms=combined["mean"],

@@ -10,7 +10,7 @@ from typing import Any
 from edgeres import devices
 from edgeres.bench.request import BenchRequest
 from edgeres.bench.select import Variant
-from edgeres.console import say
+from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
 
 
@@ -161,7 +161,7 @@ def latency_mode(req: BenchRequest, profile) -> tuple[bool, list[str]]:
     if profile.estimate is None:
         raise EdgeresError(f"device {profile.name} cannot be used now: {why}", hint=how)
     note = f"{profile.name} cannot be used now ({why}): rows are estimated, not measured; {how}"
-    say(f"[yellow]warning:[/] {note}")
+    warn(f"{note}")
     return True, [note]
 
 
@@ -183,7 +183,7 @@ def stand_in(req: BenchRequest, profile):
     emulated = devices.emulated(profile)
     if reachable or not devices.usable(emulated)[0]:
         return profile
-    say(f"[yellow]warning:[/] {profile.name} is not reachable ({why}): running its emulation here instead "
+    warn(f"{profile.name} is not reachable ({why}): running its emulation here instead "
         f"(accuracy on its own kernels; latency estimated); to measure on the real device, set "
         f"connection.host/user/key in {profile.path}")
     return emulated

@@ -17,7 +17,7 @@ from edgeres.bench.plan import (duration, emulator, eval_images, expected_second
 from edgeres.bench.request import BenchRequest, BenchResult
 from edgeres.bench.rows import baseline_info, compare
 from edgeres.bench.select import Variant, choices, runnable, select_variants, torch_variants
-from edgeres.console import say
+from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.workspace import Workspace
@@ -89,7 +89,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     comparisons = compare([baseline_row, *rows], baseline_row, predictions, profile.name,
                            remote=profile.connection.type == "ssh")
     for warning in comparisons:
-        say(f"[yellow]warning:[/] {warning}")
+        warn(f"{warning}")
     results = {
         "results_format": RESULTS_FORMAT,
         "model": root.manifest["model"], "dataset": root.manifest["dataset"], "root": root.id,

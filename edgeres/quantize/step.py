@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edgeres import data, extras
-from edgeres.console import say
+from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
@@ -171,7 +171,7 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
                    f"({artifact.id})")
         if req.strict:
             raise EdgeresError(message)
-        say(f"[yellow]warning:[/] {message}")
+        warn(f"{message}")
     return artifact
 
 
