@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from edgeres import data, models
+from edgeres import data, distributed, models
 from edgeres.console import progress, progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
-from edgeres.workspace import Artifact, NoSuchArtifact, Workspace
+from edgeres.workspace import CHECKPOINT, Artifact, NoSuchArtifact, Workspace
 
 
 MAX_EPOCHS = 10_000
@@ -73,7 +73,8 @@ class TrainConfig:
 
 
 def set_threads(threads: int | None = None) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    """``threads``, else this machine's cores shared among the training processes on it (``--nproc``)."""
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // distributed.local_world_size()))
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, shift: int) -> torch.Tensor:
@@ -116,16 +117,76 @@ def _batches(ds: Dataset, batch_size: int, shuffle: bool, gen: torch.Generator |
         yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
 
 
+def _shards(ds: Dataset, batch_size: int, gen: torch.Generator, rank: int, world: int):
+    """What DistributedSampler gives, per global batch: the same seeded order on every rank, each global
+    batch of ``batch_size`` split into ``world`` interleaved shards; this rank's shard and the global batch's
+    size. A last batch smaller than the group is dropped (some rank would get no image)."""
+    order = torch.randperm(len(ds), generator=gen)
+    for start in range(0, len(ds), batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) < world:
+            return
+        mine = idx[rank::world]
+        if isinstance(ds, torch.utils.data.TensorDataset):
+            x, y = ds.tensors
+            yield x[mine], y[mine], len(idx)
+        else:
+            items = [ds[i] for i in mine.tolist()]
+            yield torch.stack([x for x, _ in items]), torch.as_tensor([y for _, y in items]), len(idx)
+
+
+def _shard(ds: Dataset, rank: int, world: int) -> Dataset:
+    """Every ``world``-th item from ``rank``: this rank's part of an evaluation."""
+    if isinstance(ds, torch.utils.data.TensorDataset):
+        return torch.utils.data.TensorDataset(*(t[rank::world] for t in ds.tensors))
+    return torch.utils.data.Subset(ds, range(rank, len(ds), world))
+
+
+def _top1(model: nn.Module, ds: Dataset, world: int) -> float:
+    """Top-1 in percent over ``ds``, each rank evaluating its shard and the counts summed."""
+    if world == 1:
+        return evaluate(model, ds)["top1"]
+    logits, labels = predict(model, _shard(ds, distributed.rank(), world))
+    correct, n = distributed.all_sum([float((logits.argmax(1) == labels).sum()), float(len(labels))])
+    return correct / n * 100
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Replace the epoch checkpoint atomically: a kill while saving keeps the previous epoch's."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
 def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Dataset | None = None,
-        description: str = "train", keep_best: bool = False) -> list[dict[str, float]]:
+        description: str = "train", keep_best: bool = False, *, checkpoint: Path | None = None
+        ) -> list[dict[str, float]]:
     """Train in place with the default recipe; returns per-epoch loss (and val top-1).
 
     With ``keep_best`` (needs ``val_ds``) the model ends with the weights of its best validation epoch,
-    the starting weights counting as epoch 0."""
-    gen = torch.Generator().manual_seed(config.seed)
+    the starting weights counting as epoch 0.
+
+    Under torchrun (``--nproc``) this is DDP: every rank walks the same seeded order, each global batch of
+    ``config.batch_size`` split among the ranks (the per-process batch is batch_size / N), the gradients
+    averaged over the global batch. The global batch, the steps and the learning rate schedule are those of
+    one process, so the learning rate needs no scaling and the model is the one process's up to
+    BatchNorm's per-process statistics and the augmentation's random draws. Loss and val top-1 are summed
+    over ranks; rank 0's model is the result.
+
+    ``checkpoint``: a file where rank 0 saves model, optimizer, scheduler, random generators and history
+    after every epoch; when it exists at the start, training resumes after its epoch."""
+    distributed.join()
+    world = distributed.world_size() if distributed.active() else 1
+    rank = distributed.rank() if world > 1 else 0
+    device = torch.device(f"cuda:{torch.cuda.current_device()}" if world > 1 and torch.cuda.is_available()
+                          else "cpu")
+    gen = torch.Generator().manual_seed(config.seed)  # the data order: the same on every rank
+    # augmentation: one generator with the order for one process (as before DDP); per rank under DDP
+    aug = gen if world == 1 else torch.Generator().manual_seed(config.seed + 1_000_003 * (rank + 1))
     torch.manual_seed(config.seed)
-    model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = (len(train_ds) + config.batch_size - 1) // config.batch_size
+    model = model.to(device=device, memory_format=torch.channels_last)
+    n = len(train_ds)
+    steps_per_epoch = n // config.batch_size + (n % config.batch_size >= world)
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -141,24 +202,58 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
     dtype = config.autocast_dtype()
     history = []
     best: tuple[float, dict] | None = None
-    if keep_best and val_ds is not None:
-        start = evaluate(model, val_ds)["top1"]
+    first = 0
+    saved = None
+    if checkpoint is not None:
+        saved = distributed.broadcast(torch.load(checkpoint, map_location="cpu", weights_only=True)
+                                      if distributed.is_main() and checkpoint.is_file() else None)
+    if saved is not None:
+        if saved["world_size"] != world:
+            raise EdgeresError(f"the checkpoint in {checkpoint.parent} was written by {saved['world_size']} "
+                               f"process(es), not {world}",
+                               hint=f"resume with --nproc {saved['world_size']} (or run without --resume)")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generators"][rank][0])
+        aug.set_state(saved["generators"][rank][1])
+        torch.set_rng_state(saved["torch_rng"])
+        history, best, first = saved["history"], saved["best"], saved["epoch"]
+        progress_line(f"{description}: resuming after epoch {first}/{config.epochs} from {checkpoint}")
+    elif keep_best and val_ds is not None:
+        start = _top1(model, val_ds, world)
         history.append({"epoch": 0, "val_top1": start})
         best = (start, copy.deepcopy(model.state_dict()))
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     with progress(log=False) as bar:  # one line per epoch, below
         task = bar.add_task(description, total=config.epochs * steps_per_epoch, status="")
-        for epoch in range(config.epochs):
-            model.train()
+        bar.update(task, completed=first * steps_per_epoch)
+        for epoch in range(first, config.epochs):
+            net.train()
             total, count = 0.0, 0
-            for x, y in _batches(train_ds, config.batch_size, True, gen):
+            batches = (_batches(train_ds, config.batch_size, True, gen) if world == 1
+                       else _shards(train_ds, config.batch_size, gen, rank, world))
+            for x, y, *size in batches:
                 if config.augment:
-                    x = _augment(x, gen, max(1, x.shape[-1] // 16))
+                    x = _augment(x, aug, max(1, x.shape[-1] // 16))
                 if config.erase:
-                    x = _erase(x, gen, config.erase)
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                    x = _erase(x, aug, config.erase)
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                y = y.to(device)
+                with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    logits = net(x)
+                if world == 1:
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                    summed = loss.item() * len(y)
+                else:  # DDP averages over ranks: scaled so that the gradient is the global batch's mean
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing,
+                                           reduction="sum")
+                    summed = loss.item()
+                    loss = loss * (world / size[0])
                 if not torch.isfinite(loss):
                     raise EdgeresError(f"training diverged in epoch {epoch + 1}: the loss is {loss.item()}",
                                        hint="lower --lr, or check the data's normalization (--mean/--std)")
@@ -166,20 +261,34 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                total += loss.item() * len(y)
+                total += summed
                 count += len(y)
                 bar.update(task, advance=1, status=f"epoch {epoch + 1}/{config.epochs} loss {total / count:.3f}")
+            if world > 1:  # every rank evaluates (and keeps) rank 0's BatchNorm statistics
+                total, count = distributed.all_sum([total, count])
+                distributed.sync_buffers(model)
             record = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+            if first and epoch == first:
+                record["resumed"] = True
             if val_ds is not None:
-                record["val_top1"] = evaluate(model, val_ds)["top1"]
+                record["val_top1"] = _top1(model, val_ds, world)
                 bar.update(task, status=f"epoch {epoch + 1}/{config.epochs} val {record['val_top1']:.2f}%")
                 if best is not None and record["val_top1"] > best[0]:
                     best = (record["val_top1"], copy.deepcopy(model.state_dict()))
             history.append(record)
             val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
             progress_line(f"{description}: epoch {epoch + 1}/{config.epochs}, loss {record['loss']:.4f}{val}")
+            if checkpoint is not None:
+                generators = distributed.gather([gen.get_state(), aug.get_state()])
+                if distributed.is_main():
+                    _save_checkpoint(checkpoint, {
+                        "epoch": epoch + 1, "world_size": world, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "generators": generators, "torch_rng": torch.get_rng_state(), "history": history,
+                        "best": best})
     if best is not None:
         model.load_state_dict(best[1])
+    model.to("cpu")
     return history
 
 
@@ -187,9 +296,10 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
 def predict(model: nn.Module, ds: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels over a dataset."""
     model.eval()
+    device = next(model.parameters()).device
     logits, labels = [], []
     for x, y in _batches(ds, batch_size, False):
-        logits.append(model(x).float())
+        logits.append(model(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
@@ -227,6 +337,7 @@ class TrainRequest:
     eval_limit: int | None = None
     config: TrainConfig = field(default_factory=TrainConfig)
     trust_pickle: bool = False  # --trust-pickle: load a checkpoint holding pickled objects (runs its code)
+    resume: bool = False  # --resume: continue the interrupted run of this configuration from its last epoch
 
 
 def prepare(req: TrainRequest) -> tuple[models.ModelSpec, data.DataSource, Preprocessing, int]:
@@ -273,6 +384,7 @@ def run_import(req: TrainRequest, workspace: Workspace) -> Artifact:
 def _run(req: TrainRequest, workspace: Workspace, imported: bool) -> Artifact:
     spec, source, prep, classes = prepare(req)
     set_threads()
+    torch.manual_seed(req.config.seed)  # the initial weights too: a run is reproducible from its config
     model = models.create(spec.name, classes, prep.channels, req.weights, trust_pickle=req.trust_pickle,
                           adapt=not imported)
     say(f"loading {source.dataset} from {source.root} ({prep.describe()})")
@@ -282,20 +394,24 @@ def _run(req: TrainRequest, workspace: Workspace, imported: bool) -> Artifact:
     with workspace.create("train", model=spec.name, dataset=source.dataset, config=config,
                           architecture={"name": spec.name, "num_classes": classes, "in_channels": prep.channels},
                           preprocessing=prep.to_dict(), classes=list(source.info().classes), precision="fp32",
-                          data=source.to_manifest(), origin="imported" if imported else "trained") as art:
+                          data=source.to_manifest(), origin="imported" if imported else "trained",
+                          resumable=bool(req.config.epochs),
+                          resume="required" if req.resume else "if-any" if distributed.restarted() else None) as art:
         history, train_seconds, train_images = [], 0.0, 0
         if req.config.epochs:
             train_ds = source.load("train", prep, req.config.limit)
             val_ds = source.load("val", prep, req.eval_limit)
             start = time.perf_counter()
-            history = fit(model, train_ds, req.config, val_ds, f"train {spec.name}")
+            history = fit(model, train_ds, req.config, val_ds, f"train {spec.name}", checkpoint=art.dir / CHECKPOINT)
             train_seconds, train_images = time.perf_counter() - start, len(train_ds)
         metrics: dict = {"test": evaluate(model, test_ds)}
         if source.validation == "test-split":  # also the whole test split, to compare with published figures
             metrics["test_full"] = evaluate(model, data.load_split(source.dataset, "test", prep, source.root,
                                                                    req.eval_limit))
         if req.config.epochs:
-            metrics |= {"train_seconds": round(train_seconds, 1), "history": history, "train_images": train_images}
+            metrics |= {"train_seconds": round(train_seconds, 1), "history": history, "train_images": train_images,
+                        "processes": distributed.world_size(),
+                        "resumed_after_epochs": [r["epoch"] - 1 for r in history if r.get("resumed")]}
         models.save_state_dict(model.to(memory_format=torch.contiguous_format), art.dir / "model.pt")
         art.manifest["metrics"] = metrics
     test = metrics["test"]

@@ -32,12 +32,14 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeres import __version__
+from edgeres import __version__, distributed
 from edgeres.errors import EdgeresError
 
 MANIFEST = "manifest.json"
-KINDS = ("train", "prune", "quantize", "export", "bench")
+KINDS = ("train", "prune", "quantize", "export", "bench", "diagnose")
 _TMP_PREFIX = ".tmp-"
+_PENDING_PREFIX = ".pending-"  # a resumable step's artifact under construction: .pending-KEY-XXXXXX
+CHECKPOINT = "checkpoint.pt"  # a resumable step's epoch checkpoint, in its pending directory (never published)
 _MAX_JSON_BYTES = 64 << 20
 _HASH_CACHE = Path(".cache") / "hashes.json"
 
@@ -168,7 +170,7 @@ class _Manifest(_Record):
     @model_validator(mode="after")
     def _fields_of_kind(self) -> "_Manifest":
         needed = {"export": ("file", "format", "precision", "runtime", "preprocessing"),
-                  "bench": ()}.get(self.kind, ("architecture", "preprocessing"))
+                  "bench": (), "diagnose": ()}.get(self.kind, ("architecture", "preprocessing"))
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} manifest needs {', '.join(missing)}")
@@ -443,6 +445,20 @@ def _write_json(path: Path, manifest: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def _lock(directory: Path) -> int | None:
+    """An exclusive lock on ``directory`` (a descriptor, held until closed or the process dies), or None
+    when another process holds it."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -491,22 +507,83 @@ class Workspace:
             if not _pid_alive(pid):
                 shutil.rmtree(entry, ignore_errors=True)
 
+    def _pending(self, key: str, resume: str | None) -> tuple[Path, int]:
+        """The locked pending directory of a resumable step whose configuration hashes to ``key``: with
+        ``resume``, the unlocked one holding the newest checkpoint (``"required"``: an error when there is
+        none); otherwise a new one, after removing unlocked ones left by interrupted runs. A locked one
+        belongs to a run going on now and is left alone."""
+        free = []
+        for entry in self.root.glob(f"{_PENDING_PREFIX}{key}-*"):
+            fd = _lock(entry)
+            if fd is not None:
+                free.append((entry, fd))
+        ready = sorted((e for e in free if (e[0] / CHECKPOINT).is_file()),
+                       key=lambda e: (e[0] / CHECKPOINT).stat().st_mtime, reverse=True)
+        chosen = ready[0] if resume and ready else None
+        for entry, fd in free:
+            if chosen is None or entry != chosen[0]:
+                saved = (entry / CHECKPOINT).is_file()
+                if saved and not resume:
+                    from edgeres.console import say
+
+                    say(f"starting over: removing the checkpoint of an interrupted run of this configuration "
+                        f"({entry}; --resume would have continued it)")
+                if not (saved and resume):  # older checkpoints stay when resuming; empty ones go
+                    shutil.rmtree(entry, ignore_errors=True)
+                os.close(fd)
+        if chosen is not None:
+            return chosen
+        if resume == "required":
+            raise EdgeresError(f"nothing to resume: no interrupted run of this configuration with a finished "
+                               f"epoch in {self.root}",
+                               hint="run the same command without --resume (the options must be the same as the "
+                                    "interrupted run's)")
+        building = self.root / f"{_TMP_PREFIX}{os.getpid()}-pending-{uuid.uuid4().hex[:6]}"
+        building.mkdir()
+        fd = _lock(building)
+        assert fd is not None  # nobody else knows the name yet
+        pending = self.root / f"{_PENDING_PREFIX}{key}-{uuid.uuid4().hex[:6]}"
+        os.rename(building, pending)  # locked before anyone can see it
+        return pending, fd
+
     @contextlib.contextmanager
     def create(self, kind: str, *, model: str, dataset: str, parent: Artifact | None = None,
-               command: str | None = None, config: dict | None = None, **fields: Any) -> Iterator[ArtifactWriter]:
+               command: str | None = None, config: dict | None = None, resumable: bool = False,
+               resume: str | None = None, **fields: Any) -> Iterator[ArtifactWriter]:
         """Build a new artifact atomically; on any exception nothing is left behind. A NaN or infinite
-        number anywhere in the manifest is refused (it is not JSON, and never a result worth keeping)."""
+        number anywhere in the manifest is refused (it is not JSON, and never a result worth keeping).
+
+        ``resumable``: the artifact is built in a pending directory named after its configuration (kind,
+        model, dataset, parent, config and fields), where the step keeps an epoch checkpoint
+        (``CHECKPOINT``); a run that stops for any reason but an ``EdgeresError`` leaves it there, hidden,
+        for ``resume`` (``"if-any"``, or ``"required"``: an error when there is nothing to resume).
+
+        Under torchrun only rank 0 writes: the other ranks get a private temporary directory that is
+        dropped at the end (their ``artifact`` is not in the workspace)."""
         if kind not in KINDS:
             raise EdgeresError(f"internal: unknown artifact kind {kind!r}")
         try:
             _check_name(model, "model")
         except ValueError as exc:
             raise EdgeresError(str(exc), hint="model names are plain names like resnet18") from None
-        self._prepare_root()
+        main = distributed.is_main()
+        if main:
+            self._prepare_root()
         now = _dt.datetime.now(_dt.timezone.utc)
         artifact_id = f"{kind}-{model}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{artifact_id}"
-        tmp.mkdir()
+        lock = None
+        if not main:
+            import tempfile
+
+            tmp = Path(tempfile.mkdtemp(prefix=f"edgeres-rank{distributed.rank()}-"))
+        elif resumable:
+            key = hashlib.sha256(json.dumps({"kind": kind, "model": model, "dataset": dataset,
+                                             "parent": parent.id if parent else None, "config": config,
+                                             **fields}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            tmp, lock = self._pending(key, resume)
+        else:
+            tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{artifact_id}"
+            tmp.mkdir()
         manifest: dict[str, Any] = {
             "id": artifact_id,
             "kind": kind,
@@ -520,8 +597,18 @@ class Workspace:
             **fields,
         }
         writer = ArtifactWriter(tmp, manifest)
+        if not main:
+            try:
+                yield writer
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            writer.artifact = Artifact(tmp, manifest)
+            return
         try:
             yield writer
+            if resumable:
+                for name in (CHECKPOINT, CHECKPOINT + ".partial"):
+                    (tmp / name).unlink(missing_ok=True)
             bad = _non_finite(manifest)
             if bad:
                 raise EdgeresError(
@@ -535,10 +622,19 @@ class Workspace:
             _write_json(tmp / MANIFEST, manifest)
             os.rename(tmp, self.root / artifact_id)
         except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if resumable and not isinstance(exc, EdgeresError) and (tmp / CHECKPOINT).is_file():
+                from edgeres.console import say
+
+                say(f"[yellow]stopped:[/] the last finished epoch is kept in {tmp}; the same command with "
+                    f"--resume continues from there")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
                 raise EdgeresError(f"could not write artifact in {self.root}: {exc.strerror or exc}") from None
             raise
+        finally:
+            if lock is not None:
+                os.close(lock)
         writer.artifact = Artifact(self.root / artifact_id, manifest)
 
     def rehash(self, artifact: Artifact, names: Iterable[str]) -> Artifact:

@@ -43,3 +43,23 @@ def workspace(path: Path):
     from edgeres.workspace import Workspace
 
     return Workspace(path)
+
+
+NprocOpt = Annotated[Optional[int], typer.Option(help="Train in N processes on this machine: PyTorch DDP under "
+                                                 "torchrun, one per core (CPU) or GPU. For several machines run "
+                                                 "the same command without --nproc under `torchrun --nnodes ...` "
+                                                 "on each.")]
+
+
+def spread(nproc: int | None) -> None:
+    """With ``--nproc N`` (N > 1): run this very command line in N processes under torchrun, then exit with its
+    status. A bad N is one error; 1 (or none) runs here."""
+    if nproc is None:
+        return
+    import sys
+
+    from edgeres import distributed
+
+    distributed.check_nproc(nproc)
+    if nproc > 1:
+        raise typer.Exit(distributed.launch(distributed.without_nproc(sys.argv[1:]), nproc))

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, TrustPickleOpt, WorkspaceOpt,
-                                 workspace)
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, EvalLimitOpt, NprocOpt, TrustPickleOpt,
+                                 WorkspaceOpt, spread, workspace)
 
 ModelArg = Annotated[str, typer.Argument(help="Model name (see `edgeres models`).")]
 NumClassesOpt = Annotated[Optional[int], typer.Option(min=2, max=100000,
@@ -66,17 +66,25 @@ def train(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a seeded subset of this many images.")] = None,
     eval_limit: EvalLimitOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 0,
+    nproc: NprocOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this very command "
+                                         "(same options) from its last finished epoch.")] = False,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Train an FP32 model; the checkpoint becomes a `train` artifact in the workspace."""
+    spread(nproc)
+    from edgeres import distributed
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, erase=erase,
                          amp=amp.value, seed=seed, limit=limit)
     request = TrainRequest(model=model, dataset=dataset, data_dir=data, weights=weights, num_classes=num_classes,
                            input_size=input_size, resize=resize, mean=mean, std=std, validation=validation.value if validation else None,
-                           eval_limit=eval_limit, config=config, trust_pickle=trust_pickle)
-    print(run_train(request, workspace(workspace_dir)).path)
+                           eval_limit=eval_limit, config=config, trust_pickle=trust_pickle, resume=resume)
+    with distributed.joined():
+        artifact = run_train(request, workspace(workspace_dir))
+    if distributed.is_main():
+        print(artifact.path)
 
 
 def import_(
