@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 COLUMNS = ("variant", "runtime / device", "precision", "top-1 %", "Δ top-1 pp", "p50 ms", "p90 ms", "est. p50 ms",
            "speedup", "vs fp32", "size MB", "status")
 CSV_FIELDS = ("variant", "role", "status", "latency_kind", "error", "format", "precision", "runtime", "device",
-              "unit", "where", "threads", "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms",
+              "unit", "where", "group", "threads", "top1", "top1_where", "n", "delta_top1_pp", "agreement", "p50_ms", "p90_ms",
               "p99_ms", "mean_ms", "runs", "rounds", "p50_spread_pct", "throughput_ips", "throughput_batch",
               "estimated_p50_ms", "speedup", "speedup_vs_fp32", "speedup_cross_machine", "size_bytes", "size_ratio",
               "peak_rss_mb", "peak_gpu_memory_mb", "load_seconds", "verify_top1", "verify_n", "emulated",
@@ -94,7 +94,7 @@ def _ratio(value: float | None, approx: str = "") -> str:
 
 def cells(row: dict[str, Any]) -> list[str]:
     """The values of ``COLUMNS`` for one row, as text."""
-    where = " (this host)" if row["role"] == "baseline" else ""
+    where = " (this host)" if row["role"] == "baseline" else f" @ {row['group']}" if row.get("group") else ""
     size = row.get("size_bytes")
     speedup = (_ratio(row.get("speedup")) if row.get("speedup_cross_machine") is None
                else f"{row['speedup_cross_machine']:.2f}x cross-machine")

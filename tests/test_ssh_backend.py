@@ -7,6 +7,7 @@ venv's. Tests check behaviour and results, never speed.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import shutil
@@ -46,9 +47,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    """A real sshd on 127.0.0.1 accepting only a throw-away key; stopped after the module."""
+@contextlib.contextmanager
+def running_sshd(d: Path):
+    """A real sshd on 127.0.0.1 and a free port, accepting only a throw-away key (files in ``d``)."""
     if not SSHD.is_file():
         pytest.skip(f"{SSHD} is missing: apt-get install openssh-server")
     privsep = Path("/run/sshd")  # Debian's sshd refuses to start without it; its service would create it
@@ -57,7 +58,6 @@ def sshd(tmp_path_factory):
             privsep.mkdir(mode=0o755, parents=True)
         except PermissionError:
             pytest.skip(f"{privsep} is missing and cannot be created without root")
-    d = tmp_path_factory.mktemp("sshd")
     host_key, client_key, other_key = keygen(d / "host_key"), keygen(d / "client_key"), keygen(d / "other_key")
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     port = free_port()
@@ -88,11 +88,21 @@ Subsystem sftp internal-sftp
                 proc.kill()
                 pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
             time.sleep(0.05)
-    yield SimpleNamespace(port=port, dir=d, client_key=client_key, other_key=other_key,
-                          known_hosts=d / "known_hosts", pid=proc.pid)
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    try:
+        yield SimpleNamespace(port=port, dir=d, client_key=client_key, other_key=other_key,
+                              known_hosts=d / "known_hosts", pid=proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on 127.0.0.1 accepting only a throw-away key; stopped after the module."""
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 def fake_python(directory: Path, hide: str) -> Path:

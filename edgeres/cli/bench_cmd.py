@@ -19,8 +19,9 @@ class BaselineDevice(str, Enum):
 
 
 def bench(
-    device: Annotated[str, typer.Option(
-        help="Device profile name (see `edgeres devices`) or a profile .yaml.")] = "cpu",
+    device: Annotated[Optional[list[str]], typer.Option(
+        help="Device profile name (see `edgeres devices`) or a profile .yaml; repeat it for a fleet: each "
+             "device benched in turn, one report with a row group per device (default: cpu).")] = None,
     model: Annotated[Optional[str], typer.Option(
         help="Artifact id/path or model name; default: the lineage of the newest export.")] = None,
     target: Annotated[Optional[list[Target]], typer.Option(
@@ -67,12 +68,18 @@ def bench(
 
     method = {k: v for k, v in {"min_runs": min_runs, "min_seconds": min_seconds, "warmup": warmup,
                                 "rounds": rounds}.items() if v is not None}
-    request = BenchRequest(device=device, model=model, exports=export, targets=values(target),
+    names = device or ["cpu"]
+    request = BenchRequest(device=names[0], model=model, exports=export, targets=values(target),
                            precisions=values(precision), eval_limit=eval_limit, threads=threads, baseline=baseline.value, estimate=estimate,
                            method=method, devices_dir=devices_dir, data_dir=data, emulate=emulate,
                            trust_new_host=trust_new_host)
     with stdout_to_stderr(json_):
-        result = run_bench(request, workspace(workspace_dir))
+        if len(names) > 1:
+            from edgeres.bench.fleet import run_fleet
+
+            result = run_fleet(request, names, workspace(workspace_dir))
+        else:
+            result = run_bench(request, workspace(workspace_dir))
     if json_:
         from edgeres.report import document
 
