@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, Precision, Target, WorkspaceOpt, values,
+                                 workspace)
+
+MAX_IMAGES = 2000  # edgeres.diagnose.step.MAX_IMAGES (not imported: --help stays light)
+
+
+def diagnose(
+    artifact: Annotated[Optional[str], typer.Argument(
+        help="An export artifact, or a model (artifact id or name) whose newest exports to diagnose; default: "
+             "the lineage of the newest export.")] = None,
+    target: Annotated[Optional[list[Target]], typer.Option(help="Formats (repeatable); default: all.")] = None,
+    precision: Annotated[Optional[list[Precision]], typer.Option(
+        help="Precisions (repeatable); default: all.")] = None,
+    images: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Test images compared layer by "
+                                        "layer.")] = 64,
+    recover: Annotated[int, typer.Option(min=0, max=10, help="Keep-float trials: re-quantize with each of this "
+                                         "many of the worst layers kept in float and measure what comes back "
+                                         "(0: none).")] = 3,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Profile every file operator by "
+                                          "operator on this CPU.")] = True,
+    placement: Annotated[bool, typer.Option("--placement/--no-placement", help="Say what an accelerator (or its "
+                                            "emulator) found here would run of each file: the QNN HTP for int8 "
+                                            "ONNX, OpenVINO's NPU/GPU, the Edge TPU.")] = True,
+    threads: Annotated[Optional[int], typer.Option(min=1, max=1024, help="Threads per runtime; default: every "
+                                                   "core.")] = None,
+    min_sqnr: Annotated[Optional[float], typer.Option(help="Gate: exit non-zero when any point of any file is "
+                                                      "further than this many dB SQNR from the torch model it "
+                                                      "came from.")] = None,
+    max_fallback: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit non-zero when an int8 file runs "
+                                                        "more than this many compute operators in float, or an "
+                                                        "accelerator leaves more operators than this to the "
+                                                        "CPU.")] = None,
+    data: DataDirOpt = None,
+    workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
+    json_: JsonOpt = False,
+) -> None:
+    """Which layer lost the accuracy, in which file, and what fixes it; which operator takes the time.
+
+    Every exported file is compared point by point (stem, every residual block, logits) with the torch model
+    it came from (int8 files: the quantize artifact's int8 model) on real test images: SQNR, cosine and max
+    |diff|, and the point where the error jumps. The int8 model's worst layers are re-quantized kept in float
+    to measure what that recovers. Saved as a diagnose artifact (diagnose.json, sqnr.png).
+
+    --json: {"artifact", "path", "files": {"json", "png"}, "report"}, report being diagnose.json: "model",
+    "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
+    [{"point", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
+    "top1", "agreement", "fallback", "placement"), "quantization" ("layers", "culprits", "recovery", "fix"), "latency"
+    ("cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "by_type", "by_block", "slowest"), "gates"."""
+    from edgeres.console import emit_json, stdout_to_stderr
+    from edgeres.diagnose.step import REPORT_FILES, DiagnoseRequest, run_diagnose
+    from edgeres.errors import EdgeresError
+
+    request = DiagnoseRequest(artifact=artifact, targets=values(target), precisions=values(precision), images=images,
+                              recover=recover, latency=latency, placement=placement, threads=threads, min_sqnr=min_sqnr,
+                              max_fallback=max_fallback, data_dir=data)
+    with stdout_to_stderr(json_):
+        result = run_diagnose(request, workspace(workspace_dir))
+    files = {kind: str(result.artifact.path / name) for kind, name in REPORT_FILES.items()}
+    if json_:
+        emit_json({"artifact": result.artifact.id, "path": str(result.artifact.path), "files": files,
+                   "report": result.report})
+    else:
+        show_report(result.report)
+        from edgeres.console import out
+
+        out.print(f"saved {result.artifact.id}:", markup=False)
+        for path in files.values():
+            out.print(f"  {path}", markup=False, soft_wrap=True)
+    if result.failures:
+        raise EdgeresError(f"{len(result.failures)} gate(s) not met: " + "; ".join(result.failures),
+                           hint=f"the whole diagnosis is in {files['json']}")
+
+
+def show_report(report: dict) -> None:
+    """The diagnosis as tables on stdout."""
+    from rich.text import Text
+
+    from edgeres.console import out, show, table
+
+    latency = {f["artifact"]: f for f in (report.get("latency") or {}).get("files", [])}
+    files = table("file", "against", "min SQNR dB", "logits SQNR dB", "agreement %", "error jumps at",
+                  "float ops", "p50 ms", "ops sum ms", title=f"{report['model']}: {report['images']} test images")
+    for f in report["files"]:
+        lat = latency.get(f["artifact"], {})
+        fallback = f.get("fallback")
+        files.add_row(f"{f['format']} {f['precision']}", Text(f["reference"]), f"{f['min_sqnr_db']:.1f}",
+                      f"{f['layers'][-1]['sqnr_db']:.1f}", f"{f['agreement']:.1f}", ", ".join(f["culprits"]) or "-",
+                      f"{fallback['float_ops']} of {fallback['compute_ops']}" if fallback else "-",
+                      f"{lat['p50_ms']:.3f}" if lat.get("p50_ms") else "-",
+                      f"{lat['ops_p50_ms']:.3f}" if lat.get("ops_p50_ms") else "-")
+    show(files)
+    layers = table("point", *[f"{f['format']} {f['precision']}" for f in report["files"]],
+                   *(["int8 vs fp32"] if report["quantization"] else []),
+                   title="SQNR (dB) against the source model, point by point")
+    for i, point in enumerate(report["points"]):
+        cells = [f"{f['layers'][i]['sqnr_db']:.1f}" + (" *" if f["culprits"][:1] == [point] else "")
+                 for f in report["files"]]
+        cells += [f"{q['layers'][i]['sqnr_db']:.1f}" for q in report["quantization"][:1]]
+        layers.add_row(point, *cells)
+    show(layers)
+    for q in report["quantization"]:
+        if q["recovery"]:
+            trials = table("kept in float", "val top-1 %", "Δ top-1 pp", "agreement with fp32 %",
+                           title=f"keep-float trials ({q['val_images']} val images; FP32 "
+                                 f"{q['recovery'][0]['fp32_top1']:.2f}%)")
+            for r in q["recovery"]:
+                trials.add_row(Text(", ".join(r["float_layers"]) or "(as quantized)"), f"{r['top1']:.2f}",
+                               f"{r.get('recovery_pp', 0):+.2f}", f"{r['agreement']:.1f}")
+            show(trials)
+        if q.get("fix"):
+            command = f": `{q['fix']['command']}`" if "command" in q["fix"] else ""
+            out.print(Text(f"fix: {q['fix']['text']}{command}"), soft_wrap=True)
+    for f in report["files"]:
+        for placed in f.get("placement") or []:
+            where = f"{f['format']} {f['precision']} on the {placed['unit']}"
+            if placed.get("unavailable"):
+                out.print(Text(f"{where}: not here ({placed['unavailable']})"), soft_wrap=True)
+                continue
+            emulated = f" ({placed['emulated']})" if placed.get("emulated") else ""
+            blocks = ", ".join(f"{b}: {n}" for b, n in (placed.get("cpu_by_block") or {}).items())
+            compute = (f", {placed['compute_on_cpu']} of them compute" if placed.get("compute_on_cpu") is not None
+                       else "")
+            left = f"{placed['on_cpu']} of {placed['ops']} operators left to the CPU{compute}"
+            out.print(Text(f"{where}{emulated}: {left}" + (f" ({blocks})" if blocks else "")), soft_wrap=True)
+    if report.get("latency"):
+        out.print(Text(f"cpu: {report['latency']['cpu']['note']}"), soft_wrap=True)
+        for f in report["latency"]["files"]:
+            if f.get("unavailable"):
+                out.print(Text(f"{f['format']} {f['precision']}: {f['unavailable']}"), soft_wrap=True)

@@ -1,0 +1,336 @@
+"""The ``diagnose`` step: exported files in, a ``diagnose`` artifact out that says, layer by layer and file
+by file, where each file departs from the torch model it came from, which layers the quantization itself
+hurt most and what keeping them in float recovers, which compute operators an int8 file leaves in float,
+and where each file spends its time."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres import data, extras
+from edgeres.console import say, warn
+from edgeres.diagnose import culprit, metrics
+from edgeres.diagnose.points import LOGITS, Point, find_points, torch_taps
+from edgeres.errors import EdgeresError
+from edgeres.export.formats import FORMATS, PRECISIONS
+from edgeres.preprocessing import Preprocessing
+from edgeres.workspace import Artifact, Workspace
+
+MAX_IMAGES = 2000  # every point's tensor of every image is held in memory, for every file
+VAL_IMAGES = 500  # validation images of each keep-float trial
+TAPS = {"onnx": "edgeres.diagnose.taps_onnx", "openvino": "edgeres.diagnose.taps_openvino",
+        "tflite": "edgeres.diagnose.taps_tflite"}
+REPORT_FILES = {"json": "diagnose.json", "png": "sqnr.png"}
+
+
+@dataclass(kw_only=True)
+class DiagnoseRequest:
+    """What ``edgeres diagnose`` asks for."""
+
+    artifact: str | None = None  # export, quantize or train artifact, or a model name; None: the newest export
+    targets: list[str] | None = None  # None: every format
+    precisions: list[str] | None = None  # None: every precision
+    images: int = 64  # test images compared layer by layer
+    recover: int = culprit.NAMED  # keep-float trials (the worst quantization points); 0: none
+    latency: bool = True  # per-operator profiles
+    placement: bool = True  # what an accelerator (or its emulator) here would run of each file
+    threads: int | None = None
+    min_sqnr: float | None = None  # gate: every point of every file against its source, in dB
+    max_fallback: int | None = None  # gate: compute operators an int8 file leaves in float, or an accelerator
+    # leaves to the CPU
+    data_dir: Path | None = None
+
+
+@dataclass
+class DiagnoseResult:
+    artifact: Artifact
+    report: dict[str, Any]
+    failures: list[str] = field(default_factory=list)  # gates not met
+
+
+def _validate(req: DiagnoseRequest) -> None:
+    if not 1 <= req.images <= MAX_IMAGES:
+        raise EdgeresError(f"--images must lie in [1, {MAX_IMAGES}], got {req.images}",
+                           hint="64 to 256 images show every layer's error well")
+    if not 0 <= req.recover <= 10:
+        raise EdgeresError(f"--recover must lie in [0, 10], got {req.recover}")
+    if req.min_sqnr is not None and not (math.isfinite(req.min_sqnr) and -200 <= req.min_sqnr <= 200):
+        raise EdgeresError(f"--min-sqnr must be a number of dB in [-200, 200], got {req.min_sqnr}")
+    if req.max_fallback is not None and req.max_fallback < 0:
+        raise EdgeresError(f"--max-fallback must be at least 0, got {req.max_fallback}")
+    if req.threads is not None and req.threads < 1:
+        raise EdgeresError(f"--threads must be at least 1, got {req.threads}")
+
+
+def _exports(ws: Workspace, req: DiagnoseRequest) -> tuple[Artifact, list[Artifact]]:
+    """The FP32 root and the export artifacts to diagnose: the one named, or the lineage's newest per
+    format and precision (as bench picks them)."""
+    from edgeres.bench.select import choices, select_variants
+    from edgeres.workspace import NoSuchArtifact, fp32_root
+
+    formats = choices(req.targets, tuple(FORMATS), "target")
+    precisions = choices(req.precisions, PRECISIONS, "precision")
+    named = None
+    if req.artifact is not None:
+        try:
+            named = ws.resolve(req.artifact)
+        except NoSuchArtifact:
+            named = None
+    if named is not None and named.kind == "export":
+        root = fp32_root(named, {a.id: a for a in ws.artifacts()})
+        exports = [named]
+    elif named is not None and named.kind not in ("train", "prune", "quantize"):
+        raise EdgeresError(f"{named.id} is a {named.kind} artifact: diagnose takes an export, or a model whose "
+                           "exports it diagnoses")
+    else:
+        from edgeres.console import console
+
+        quiet, console.quiet = console.quiet, True  # its status line speaks of benchmarking; ours follows
+        try:
+            root, exports = select_variants(ws, req.artifact, formats=formats, precisions=precisions)
+        finally:
+            console.quiet = quiet
+        if named is not None and named.kind == "quantize":  # that quantization's int8 files and the float ones
+            exports = [a for a in exports if a.manifest["precision"] != "int8" or a.manifest["parent"] == named.id]
+    usable = []
+    for a in exports:
+        fmt = FORMATS[a.manifest["format"]]
+        if fmt.extra and extras.missing(fmt.extra):
+            warn(f"passing over {a.id}: {fmt.name} is not installed ({extras.install_command(fmt.extra)})")
+        else:
+            usable.append(a)
+    if not usable:
+        raise EdgeresError(f"no exported file of {root.describe()} to diagnose",
+                           hint="export it first, e.g. `edgeres export --target all --precision all`")
+    return root, usable
+
+
+def _check_memory(per_image: int, images: int) -> None:
+    """Refuse an image count whose tensors would not fit: each point's tensor of every image is held for
+    FP32, the int8 model and the file under comparison, and compared in float64 (about 8x in all)."""
+    import os
+
+    needed = per_image * images * 8
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if needed > free * 0.8:
+        fits = max(1, int(free * 0.8 / (per_image * 8)))
+        raise EdgeresError(f"--images {images} needs about {needed / 2**30:.1f} GiB for this model's tensors, and "
+                           f"{free / 2**30:.1f} GiB of memory is free", hint=f"use --images {min(fits, 256)} or fewer")
+
+
+class _Models:
+    """The torch models behind the files, their points' tensors on the images, each made once."""
+
+    def __init__(self, ws: Workspace, root: Artifact, x: np.ndarray):
+        from edgeres.quantize.fold import fold_batchnorm
+        from edgeres.train import load_fp32
+
+        self.ws, self.x = ws, x
+        self.float_model = fold_batchnorm(load_fp32(root))
+        try:
+            self.points = find_points(self.float_model)
+        except ValueError as exc:
+            raise EdgeresError(f"cannot diagnose {root.id}: {exc}") from None
+        _check_memory(sum(v.nbytes for v in torch_taps(self.float_model, self.points, x[:1]).values()), len(x))
+        self.fp32 = torch_taps(self.float_model, self.points, x)
+        self._int8: dict[str, tuple[Artifact, Any, dict[str, np.ndarray]]] = {}
+
+    def int8(self, export: Artifact) -> tuple[Artifact, Any, dict[str, np.ndarray]]:
+        """The quantize artifact an int8 file came from, its torch model and that model's tensors."""
+        parent = export.manifest["parent"]
+        if parent not in self._int8:
+            from edgeres.quantize.step import load_quantized
+
+            source = self.ws.resolve(parent, verify=True)
+            if source.kind != "quantize":
+                raise EdgeresError(f"{export.id} is int8 but was made from {source.id}, not a quantize artifact")
+            model = load_quantized(source)
+            self._int8[parent] = (source, model, torch_taps(model, self.points, self.x))
+        return self._int8[parent]
+
+
+def compare_points(points: list[Point], reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                   fp32: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """One row per point: its metrics against ``reference`` (and SQNR against FP32), with the noise each
+    point added."""
+    rows = []
+    for p in points:
+        if got[p.name].shape != reference[p.name].shape:
+            raise EdgeresError(f"point {p.name}: the file's tensor is {got[p.name].shape}, torch's "
+                               f"{reference[p.name].shape}: the file does not match the model")
+        row = {"point": p.name, "kind": p.kind, "shape": list(reference[p.name].shape[1:]),
+               **metrics.compare(reference[p.name], got[p.name])}
+        if fp32 is not None:
+            row["sqnr_vs_fp32_db"] = metrics.compare(fp32[p.name], got[p.name])["sqnr_db"]
+        rows.append(row)
+    metrics.added_noise(rows)
+    return rows
+
+
+def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: DiagnoseRequest) -> dict:
+    m = export.manifest
+    fmt = FORMATS[m["format"]]
+    path = fmt.runnable_here(export.file(m["file"]))
+    start = time.perf_counter()
+    if m["precision"] == "int8":
+        source, _, reference = models.int8(export)
+        reference_name, fp32 = f"torch int8 ({source.id})", models.fp32
+    else:
+        reference_name, reference, fp32 = "torch fp32", models.fp32, None
+    try:
+        got = importlib.import_module(TAPS[fmt.name]).taps(path, models.points, models.x, req.threads)
+    except EdgeresError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each runtime raises its own types for a file it cannot run
+        from edgeres.errors import first_line
+
+        raise EdgeresError(f"{fmt.name} could not run {path.name} of {export.id}: {first_line(exc)}") from None
+    rows = compare_points(models.points, reference, got, fp32)
+    logits = got[LOGITS]
+    named = culprit.culprits(rows)
+    result = {
+        "artifact": export.id, "format": fmt.name, "precision": m["precision"], "runtime": fmt.runtime,
+        "file": str(path.relative_to(export.path)), "reference": reference_name, "layers": rows, "culprits": named,
+        "min_sqnr_db": min(r["sqnr_db"] for r in rows),
+        "top1": round(float((logits.argmax(1) == labels).mean() * 100), 3),
+        "agreement": round(metrics.agreement(logits, reference[LOGITS]), 3),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if m["precision"] == "int8":
+        from edgeres.diagnose.fallback import float_ops
+
+        result["fallback"] = float_ops(fmt.name, path)
+    if req.placement:
+        from edgeres.diagnose.placement import placement
+
+        blocks = [p.name for p in models.points if p.kind != "logits"]
+        result["placement"] = placement(fmt.name, m["precision"], export.file(m["file"]), blocks)
+    return result
+
+
+def _quantization(models: _Models, source: Artifact, req: DiagnoseRequest) -> dict:
+    """The torch int8 model against FP32, point by point, and the keep-float trials of its worst points."""
+    rows = compare_points(models.points, models.fp32, models._int8[source.id][2])
+    named = culprit.culprits(rows, max(req.recover, culprit.NAMED))
+    result: dict[str, Any] = {"artifact": source.id, "method": source.manifest.get("method", "ptq"),
+                              "layers": rows, "culprits": named, "recovery": []}
+    if req.recover == 0 or not named:
+        return result
+    config = source.manifest["config"]
+    prep = Preprocessing.from_dict(source.manifest["preprocessing"])
+    images = data.source_of(source.manifest, data_dir=req.data_dir)
+    calib_n = int(config.get("calib_samples_used", config.get("calib_samples", 300)))
+    calibration, _ = data.as_tensors(images.load("train", prep, calib_n))
+    x, y = data.as_tensors(images.load("val", prep, VAL_IMAGES))
+    by_name = {p.name: p for p in models.points}
+    say(f"keeping each of {', '.join(named[:req.recover])} in float in turn, re-quantized as {source.id} was "
+        f"({len(calibration)} calibration images), measured on {len(y)} val images")
+    trials = culprit.recover(float_model=models.float_model, points=[by_name[n] for n in named[:req.recover]],
+                             calibration=calibration, x=x, labels=y.numpy(),
+                             settings={"estimator": config.get("estimator", "default"),
+                                       "bias_correction": config.get("bias_correction", "none")},
+                             already_float=list(source.manifest.get("float_layers") or []))
+    result["recovery"], result["val_images"] = trials, int(len(y))
+    best = max(trials[1:], key=lambda r: (r["recovery_pp"], r["agreement_gain_pp"]))
+    base = trials[0]
+    if best["recovery_pp"] <= 0:
+        result["fix"] = {"text": f"keeping no single one of {', '.join(r['point'] for r in trials[1:])} in float "
+                                 "recovers val top-1: the int8 loss is spread over the network (or there is none)"}
+    else:
+        budget = max(0.0, math.ceil((base["fp32_top1"] - best["top1"]) * 10) / 10)
+        result["fix"] = {
+            "point": best["point"], "float_layers": best["float_layers"], "recovery_pp": best["recovery_pp"],
+            "agreement_gain_pp": best["agreement_gain_pp"], "max_drop": budget,
+            "command": f"edgeres quantize {source.manifest['parent']} --int8 --max-drop {budget:g}",
+            "text": (f"keeping {', '.join(best['float_layers'])} in float takes val top-1 from {base['top1']:.2f}% "
+                     f"to {best['top1']:.2f}% ({best['recovery_pp']:+.2f} pp; agreement with FP32 "
+                     f"{base['agreement']:.1f}% -> {best['agreement']:.1f}%)"),
+        }
+    return result
+
+
+def gates(report: dict, req: DiagnoseRequest) -> list[str]:
+    """The gates not met, one line each."""
+    failures = []
+    for f in report["files"]:
+        name = f"{f['format']} {f['precision']}"
+        if req.min_sqnr is not None and f["min_sqnr_db"] < req.min_sqnr:
+            worst = min(f["layers"], key=lambda r: r["sqnr_db"])
+            failures.append(f"{name}: SQNR {worst['sqnr_db']:.1f} dB at {worst['point']} against the "
+                            f"{f['reference']} model is below --min-sqnr {req.min_sqnr:g} (the error jumps at "
+                            f"{', '.join(f['culprits'][:1]) or '-'})")
+        fallback = f.get("fallback")
+        if req.max_fallback is not None and fallback and fallback["float_ops"] > req.max_fallback:
+            failures.append(f"{name}: {fallback['float_ops']} of {fallback['compute_ops']} compute operators run in "
+                            f"float (--max-fallback {req.max_fallback}), e.g. {fallback['float_names'][0]}")
+        for placed in f.get("placement") or []:
+            left = placed.get("compute_on_cpu", placed.get("on_cpu")) or 0
+            if req.max_fallback is not None and left > req.max_fallback:
+                failures.append(f"{name}: the {placed['unit']} leaves {left} compute operators to the CPU "
+                                f"(--max-fallback {req.max_fallback})")
+    return failures
+
+
+def run_diagnose(req: DiagnoseRequest, ws: Workspace) -> DiagnoseResult:
+    """Diagnose the files and save a ``diagnose`` artifact; the gates' verdicts come back in ``failures``."""
+    from edgeres.train import set_threads
+
+    _validate(req)
+    set_threads(req.threads)
+    root, exports = _exports(ws, req)
+    start = time.perf_counter()
+    prep = Preprocessing.from_dict(root.manifest["preprocessing"])
+    images = data.source_of(root.manifest, data_dir=req.data_dir)
+    x, y = data.as_tensors(images.load("test", prep, req.images))
+    x, labels = x.numpy(), y.numpy()
+    say(f"diagnosing {len(exports)} file(s) of {root.id} on {len(labels)} test images")
+    models = _Models(ws, root, x)
+    files = []
+    for export in exports:
+        say(f"comparing {export.manifest['format']} {export.manifest['precision']} ({export.id}) layer by layer")
+        files.append(_diagnose_file(export, models, labels, req))
+    quantization = [_quantization(models, source, req) for source, _, _ in models._int8.values()]
+    latency = None
+    if req.latency:
+        from edgeres.diagnose.oplatency import profile_files
+
+        blocks = [p.name for p in models.points if p.kind != "logits"]
+        latency = profile_files(exports, threads=req.threads, blocks=blocks)
+    report = {"model": root.manifest["model"], "root": root.id, "dataset": images.dataset, "images": int(len(labels)),
+              "input_size": prep.input_size, "points": [p.name for p in models.points], "files": files,
+              "quantization": quantization, "latency": latency,
+              "seconds": round(time.perf_counter() - start, 1)}
+    failures = gates(report, req)
+    report["gates"] = {"min_sqnr_db": req.min_sqnr, "max_fallback": req.max_fallback, "failures": failures}
+    artifact = _save(ws, root, exports, report, req)
+    return DiagnoseResult(artifact, report, failures)
+
+
+def _save(ws: Workspace, root: Artifact, exports: list[Artifact], report: dict, req: DiagnoseRequest) -> Artifact:
+    from edgeres.diagnose import plot
+
+    parent = exports[0] if len(exports) == 1 else root
+    config = {"images": req.images, "recover": req.recover, "latency": req.latency, "placement": req.placement,
+              "threads": req.threads,
+              "targets": req.targets, "precisions": req.precisions, "exports": [a.id for a in exports],
+              "min_sqnr": req.min_sqnr, "max_fallback": req.max_fallback}
+    worst = {f"{f['format']} {f['precision']}": {"min_sqnr_db": f["min_sqnr_db"], "culprits": f["culprits"]}
+             for f in report["files"]}
+    with ws.create("diagnose", model=root.manifest["model"], dataset=report["dataset"], parent=parent,
+                   config=config) as art:
+        (art.dir / REPORT_FILES["json"]).write_text(json.dumps(report, indent=1, allow_nan=False))
+        plot.sqnr_by_depth(report, art.dir / REPORT_FILES["png"])
+        art.manifest["metrics"] = {"files": worst, "gates_failed": len(report["gates"]["failures"])}
+    assert art.artifact is not None
+    return art.artifact

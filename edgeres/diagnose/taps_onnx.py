@@ -1,0 +1,56 @@
+"""Intermediate tensors of an ONNX file: each point's tensor is made a graph output of an in-memory copy
+of the model, which onnxruntime (CPU, all graph optimizations, as bench runs it) then returns with the
+logits. Points are found by name (``points.scoped_outputs``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeres.diagnose.points import LOGITS, GraphNode, Point, scoped_outputs
+from edgeres.errors import EdgeresError
+
+
+def _tapped(path: Path, points: list[Point]):
+    """The model with every point's tensor as an extra output, and point -> output name."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    nodes = [GraphNode(n.name, tuple(n.input), tuple(n.output)) for n in graph.node]
+    outputs = {o.name for o in graph.output}
+    names = scoped_outputs(nodes, outputs, points)
+    missing = [p.name for p in points if p.kind != "logits" and p.name not in names]
+    if missing:
+        raise EdgeresError(f"{path.name}: no ONNX nodes named after module(s) {', '.join(missing)}",
+                           hint="diagnose matches ONNX nodes by the module names torch's exporter gives them; "
+                                "this file was not exported by edgeres from that model")
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    for point, tensor in names.items():
+        if tensor not in outputs:
+            graph.output.append(onnx.helper.make_tensor_value_info(tensor, types.get(tensor, onnx.TensorProto.FLOAT),
+                                                                   None))
+            outputs.add(tensor)
+    names[LOGITS] = graph.output[0].name
+    return model, names
+
+
+def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Each point's tensor (float32, NCHW) for images ``x``."""
+    import onnxruntime as ort
+
+    model, names = _tapped(path, points)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = list(dict.fromkeys(names.values()))
+    feed = session.get_inputs()[0].name
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
+    for i in range(0, len(x), 64):
+        for name, value in zip(wanted, session.run(wanted, {feed: np.ascontiguousarray(x[i:i + 64])})):
+            parts[name].append(np.asarray(value, np.float32))
+    return {point: np.concatenate(parts[tensor]) for point, tensor in names.items()}

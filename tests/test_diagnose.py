@@ -1,0 +1,279 @@
+"""``edgeres diagnose`` on real exported files: a layer whose quantization is broken on purpose in a file
+(its scale multiplied by 8) is named first, in every format; the gates end with a non-zero exit; bad input
+is one clear message."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edgeres.diagnose.points import Point, find_points
+from edgeres.errors import EdgeresError
+from edgeres.workspace import Workspace
+
+FORMATS = ("onnx", "openvino", "tflite")
+# The block to break: the first of these that is not the clean file's own first culprit. None ends a stage:
+# TFLite's PAD and STRIDED_SLICE after a stage's last block share its tensor's scale by construction, so a
+# scale changed there alone would misread the next stage instead of coarsening this block.
+TARGETS = ("layer2.1", "layer1.1", "layer3.1")
+IMAGES = 32
+
+
+@pytest.fixture(scope="module")
+def diagnosed(tmp_path_factory):
+    """A small ResNet-20 trained briefly on real Fashion-MNIST images, quantized, exported to int8 in every
+    format and to fp16 ONNX, and diagnosed once (layers only)."""
+    from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
+    from edgeres.export.step import ExportRequest, run_export
+    from edgeres.quantize.step import QuantizeRequest, run_quantize
+    from edgeres.train import TrainConfig, TrainRequest, run_train
+
+    ws = Workspace(tmp_path_factory.mktemp("diagnose") / "ws")
+    run_train(TrainRequest(model="resnet20", eval_limit=200, config=TrainConfig(epochs=1, limit=3000)), ws)
+    int8 = run_quantize(QuantizeRequest(model="resnet20", eval_limit=200, val_limit=200, calib_samples=64), ws)
+    exports = {fmt: run_export(ExportRequest(targets=[fmt], precisions=["int8"], model=int8.id, verify_limit=100),
+                               ws)[0] for fmt in FORMATS}
+    exports["onnx fp16"] = run_export(ExportRequest(targets=["onnx"], precisions=["fp16"], model=int8.id,
+                                                    verify_limit=100), ws)[0]
+    clean = run_diagnose(DiagnoseRequest(images=IMAGES, recover=1), ws)
+    return ws, exports, clean
+
+
+def _file(report: dict, fmt: str, precision: str = "int8") -> dict:
+    [found] = [f for f in report["files"] if f["format"] == fmt and f["precision"] == precision]
+    return found
+
+
+def _copy_export(ws: Workspace, source, write) -> object:
+    """A new export artifact like ``source`` whose file ``write(source_path, target_dir)`` made."""
+    m = source.manifest
+    keep = ("format", "precision", "runtime", "file", "architecture", "preprocessing", "classes", "data")
+    with ws.create("export", model=m["model"], dataset=m["dataset"], parent=ws.resolve(m["parent"]),
+                   config=m["config"], **{k: m[k] for k in keep if m.get(k) is not None}) as art:
+        write(source.path / m["file"], art.dir / m["file"])
+    return art.artifact
+
+
+def _corrupt_onnx(source, target, block: Point) -> None:
+    """Multiply the scale of the quantizer on ``block``'s output by 8 (its Q and DQ, in a scale of their own)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeres.diagnose.points import GraphNode, scoped_outputs
+    from edgeres.export.qdq import _Graph
+
+    model = onnx.load(str(source))
+    nodes = [GraphNode(n.name, tuple(n.input), tuple(n.output)) for n in model.graph.node]
+    tensor = scoped_outputs(nodes, {o.name for o in model.graph.output}, [block])[block.name]
+    g = _Graph(model)
+    dq = g.producers[tensor]
+    q = g.producers[dq.input[0]]
+    assert (dq.op_type, q.op_type) == ("DequantizeLinear", "QuantizeLinear")
+    scale = g.constant(dq.input[1]) * np.float32(8)
+    model.graph.initializer.append(numpy_helper.from_array(scale.astype(np.float32), "edgeres_test_scale"))
+    q.input[1] = dq.input[1] = "edgeres_test_scale"
+    onnx.save(model, str(target))
+
+
+def _corrupt_openvino(source, target, block: Point) -> None:
+    """Multiply the four range constants of the FakeQuantize on ``block``'s output by 8."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(source))
+    ops = [o for o in model.get_ordered_ops() if o.get_type_name() not in ("Constant", "Parameter", "Result")]
+    inside = [o for o in ops if o.get_friendly_name().startswith(block.scope)]
+    [fq] = [o for o in inside if o.get_type_name() == "FakeQuantize"
+            and any(not t.get_node().get_friendly_name().startswith(block.scope)
+                    for t in o.output(0).get_target_inputs())]
+    for i in range(1, 5):
+        value = fq.input_value(i).get_node().get_data() * np.float32(8)
+        fq.input(i).replace_source_output(ov.op.Constant(value.astype(np.float32)).output(0))
+    ov.save_model(model, str(target), compress_to_fp16=False)
+
+
+def _corrupt_tflite(source, target, block: Point, points: list[Point]) -> None:
+    """Multiply the quantization scale of the tensor ``block`` writes (its residual ADD's output) by 8. A
+    convolution reading it keeps its int32 bias in units of input scale x weight scale, so that bias is
+    re-expressed in the new units (as a converter would write it), as in the ONNX and OpenVINO files,
+    whose biases are float: only the block's output gets coarser."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgeres.diagnose.taps_tflite import _interpreter, match_points
+
+    interpreter = _interpreter(source, 1, preserve=True)
+    ops = interpreter._get_ops_details()
+    index = match_points(ops, {interpreter.get_input_details()[0]["index"]}, points)[block.name]
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(source.read_bytes()))
+    tensors = model.subgraphs[0].tensors
+    tensors[index].quantization.scale = [float(s) * 8 for s in tensors[index].quantization.scale]
+    readers = [op for op in ops if op["op_name"] == "CONV_2D" and int(op["inputs"][0]) == index]
+    assert readers
+    for op in readers:
+        bias = tensors[int(op["inputs"][2])]
+        buffer = model.buffers[bias.buffer]
+        values = np.rint(buffer.data.view(np.int32) / 8).astype("<i4")
+        buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+        bias.quantization.scale = [float(s) * 8 for s in bias.quantization.scale]
+    target.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def _corrupted(ws, exports, fmt: str, block: Point, points: list[Point]):
+    def write(source, target):
+        if fmt == "onnx":
+            _corrupt_onnx(source, target, block)
+        elif fmt == "openvino":
+            _corrupt_openvino(source, target, block)
+        else:
+            _corrupt_tflite(source, target, block, points)
+
+    return _copy_export(ws, exports[fmt], write)
+
+
+def _target(clean: dict, fmt: str) -> Point:
+    first = _file(clean, fmt)["culprits"][:1]
+    return Point(next(name for name in TARGETS if [name] != first), "block")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_corrupted_layer_is_named_first(diagnosed, fmt):
+    """The key check: one layer's quantization scale x8 in the int8 file, and diagnose blames that layer
+    (where the clean file blames another), with the SQNR falling there and not before."""
+    from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
+
+    ws, exports, clean = diagnosed
+    block = _target(clean.report, fmt)
+    points = [Point(name, "block" if "." in name else "stem") for name in clean.report["points"][:-1]]
+    broken = _corrupted(ws, exports, fmt, block, points)
+    report = run_diagnose(DiagnoseRequest(artifact=broken.id, images=IMAGES, recover=0, latency=False), ws).report
+    [got] = report["files"]
+    was = _file(clean.report, fmt)
+    assert got["artifact"] == broken.id and got["culprits"][0] == block.name, got["culprits"]
+    at = clean.report["points"].index(block.name)
+    assert got["layers"][at]["sqnr_db"] < was["layers"][at]["sqnr_db"] - 3
+    assert [r["sqnr_db"] for r in got["layers"][:at]] == pytest.approx([r["sqnr_db"] for r in was["layers"][:at]],
+                                                                       abs=0.5)
+
+
+def test_clean_files_match_their_sources(diagnosed):
+    """Every point of every clean file is found and close to the torch model it came from; the fp16 file
+    names no culprit; the int8 files run every convolution and the classifier in int8."""
+    _, exports, clean = diagnosed
+    report = clean.report
+    assert report["points"][0] == "relu" and report["points"][-1] == "logits" and len(report["points"]) == 11
+    assert {(f["format"], f["precision"]) for f in report["files"]} == {*((fmt, "int8") for fmt in FORMATS),
+                                                                         ("onnx", "fp16")}
+    for f in report["files"]:
+        assert len(f["layers"]) == 11 and f["agreement"] >= 90
+        if f["precision"] == "int8":
+            assert f["reference"].startswith("torch int8") and f["min_sqnr_db"] > 15
+            assert f["fallback"]["float_ops"] == 0 and f["fallback"]["compute_ops"] >= 20
+            assert all(r["sqnr_vs_fp32_db"] < 60 for r in f["layers"])  # int8 is not FP32
+        else:
+            assert f["reference"] == "torch fp32" and f["min_sqnr_db"] > 50 and f["culprits"] == []
+    q = report["quantization"][0]
+    assert q["culprits"] and [r["point"] for r in q["recovery"]] == ["(as quantized)", q["culprits"][0]]
+    assert q["recovery"][1]["float_layers"] and all(n.startswith(("layer", "conv1", "linear"))
+                                                     for n in q["recovery"][1]["float_layers"])
+    assert "fix" in q
+
+
+def test_placement_and_the_fallback_gate(diagnosed):
+    """The QNN HTP (Qualcomm's emulator here) takes every convolution of the int8 ONNX file and leaves the
+    classifier to the CPU (a Gemm with a float output, see export/qdq.py), which --max-fallback 0 catches."""
+    from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
+
+    ws, exports, clean = diagnosed
+    [placed] = _file(clean.report, "onnx")["placement"]
+    if placed.get("unavailable"):
+        pytest.skip(f"no QNN execution provider here: {placed['unavailable']}")
+    assert placed["compute_on_cpu"] == 1 and placed["compute_on_provider"] > 0.9
+    assert [n for n in placed["cpu_nodes"] if n.startswith(("Conv ", "Gemm "))] == ["Gemm /linear/Gemm"]
+    result = run_diagnose(DiagnoseRequest(artifact=exports["onnx"].id, images=8, recover=0, latency=False,
+                                          max_fallback=0), ws)
+    assert len(result.failures) == 1 and "Qualcomm HTP leaves 1 compute" in result.failures[0]
+    assert _file(clean.report, "onnx", "fp16")["placement"] == []
+
+
+def test_latency_by_operator(diagnosed):
+    """Operator types come from the runtimes' own profilers: int8 ONNX runs QLinearConv, fp16 ONNX Conv;
+    OpenVINO's counters name convolutions; TFLite says it has no profiler; the CPU's int8 flags are read."""
+    _, _, clean = diagnosed
+    lat = {(f["format"], f["precision"]): f for f in clean.report["latency"]["files"]}
+    assert "QLinearConv" in lat[("onnx", "int8")]["by_type"] and "Conv" in lat[("onnx", "fp16")]["by_type"]
+    assert "QLinearConv" not in lat[("onnx", "fp16")]["by_type"]
+    assert "Convolution" in lat[("openvino", "int8")]["by_type"]
+    for key in (("onnx", "int8"), ("openvino", "int8")):
+        assert lat[key]["ops_p50_ms"] > 0 and lat[key]["p50_ms"] > 0 and "layer2.1" in lat[key]["by_block"]
+    assert lat[("tflite", "int8")]["ops_p50_ms"] is None and "profiler" in lat[("tflite", "int8")]["unavailable"]
+    cpu = clean.report["latency"]["cpu"]
+    assert isinstance(cpu["fast_int8"], bool) and cpu["note"]
+
+
+def test_cpu_int8_flags():
+    from edgeres.diagnose.oplatency import cpu_int8
+
+    assert "AVX-512 VNNI" in cpu_int8("flags\t: fpu avx2 avx512_vnni\n")["int8_instructions"]
+    slow = cpu_int8("flags\t: fpu sse4_2 avx2\n")
+    if slow["machine"] in ("x86_64", "AMD64"):
+        assert not slow["fast_int8"] and "VNNI" in slow["note"]
+
+
+def test_saved_artifact_and_points_of_a_torchvision_resnet(diagnosed):
+    import torchvision
+
+    ws, _, clean = diagnosed
+    art = clean.artifact
+    assert art.kind == "diagnose" and {"diagnose.json", "sqnr.png"} <= set(art.manifest["files"])
+    saved = json.loads((art.path / "diagnose.json").read_text())
+    assert saved["files"] == json.loads(json.dumps(clean.report["files"]))
+    assert (art.path / "sqnr.png").read_bytes()[:4] == b"\x89PNG"
+    names = [p.name for p in find_points(torchvision.models.resnet18(num_classes=10))]
+    assert names == ["maxpool", *[f"layer{s}.{b}" for s in range(1, 5) for b in range(2)], "logits"]
+
+
+def test_gates_on_the_command_line(diagnosed):
+    """A clean int8 file passes --min-sqnr and --max-fallback; a corrupted one fails --min-sqnr with one
+    message naming the layer and a non-zero exit; --json stays one document."""
+    ws, exports, clean = diagnosed
+    block = _target(clean.report, "onnx")
+    points = [Point(name, "block" if "." in name else "stem") for name in clean.report["points"][:-1]]
+    broken = _corrupted(ws, exports, "onnx", block, points)
+    clean_min = _file(clean.report, "onnx")["min_sqnr_db"]
+    threshold = f"{clean_min - 2:.1f}"
+    ok = run_cli("diagnose", exports["onnx"].id, "--images", "32", "--recover", "0", "--no-latency", "--no-placement",
+                 "--min-sqnr", threshold, "--max-fallback", "0", "--json", workspace=ws.root)
+    assert ok.returncode == 0, ok.stderr
+    document = json.loads(ok.stdout)
+    report = document["report"]
+    assert report["files"][0]["artifact"] == exports["onnx"].id and report["gates"]["failures"] == []
+    bad = run_cli("diagnose", broken.id, "--images", "32", "--recover", "0", "--no-latency", "--no-placement",
+                  "--min-sqnr", threshold, workspace=ws.root)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "gate(s) not met" in bad.stderr and "--min-sqnr" in bad.stderr and block.name in bad.stderr
+    assert re.search(rf"^{re.escape(block.name)}\t-?[\d.]+ \*(\t|$)", bad.stdout, re.M)  # where the error jumps
+
+
+def test_bad_input(diagnosed, tmp_path):
+    from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
+    from edgeres.train import TrainConfig, TrainRequest, run_train
+
+    ws, _, _ = diagnosed
+    for request, needle in [(DiagnoseRequest(artifact="no-such-thing"), "no artifact or exported model"),
+                            (DiagnoseRequest(images=0), r"--images must lie in \[1, 2000\]"),
+                            (DiagnoseRequest(images=10**6), r"--images must lie"),
+                            (DiagnoseRequest(min_sqnr=float("nan")), "--min-sqnr must be a number"),
+                            (DiagnoseRequest(targets=["coreml"]), "unknown target")]:
+        with pytest.raises(EdgeresError, match=needle):
+            run_diagnose(request, ws)
+    empty = Workspace(tmp_path / "ws")
+    run_train(TrainRequest(model="resnet20", eval_limit=20, config=TrainConfig(epochs=0)), empty)
+    with pytest.raises(EdgeresError, match="no export artifact"):
+        run_diagnose(DiagnoseRequest(), empty)
+    assert empty.artifacts("diagnose") == []
+    for args, needle in [(("no-such-thing",), "no artifact or exported model"), (("--images", "0"), "--images")]:
+        result = run_cli("diagnose", *args, workspace=ws.root)
+        assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr
