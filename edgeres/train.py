@@ -369,6 +369,8 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
         raise EdgeresError("--epochs must be >= 0")
     if req.config.epochs == 0 and req.weights not in (None, "imagenet"):
         return run_import(req, workspace)
+    if req.resume and distributed.is_main():
+        workspace.check_resumable()
     return _run(req, workspace, imported=False)
 
 

@@ -507,6 +507,17 @@ class Workspace:
             if not _pid_alive(pid):
                 shutil.rmtree(entry, ignore_errors=True)
 
+    def _nothing_to_resume(self) -> EdgeresError:
+        return EdgeresError(f"nothing to resume: no interrupted run of this configuration with a finished epoch in "
+                            f"{self.root}", hint="run the same command without --resume (the options must be the "
+                                                 "same as the interrupted run's)")
+
+    def check_resumable(self) -> None:
+        """Fail at once, before any work, when no interrupted run at all could be resumed here (whether one
+        of the step's own configuration is there is known when the step starts writing)."""
+        if not any(self.root.glob(f"{_PENDING_PREFIX}*/{CHECKPOINT}")):
+            raise self._nothing_to_resume()
+
     def _pending(self, key: str, resume: str | None) -> tuple[Path, int]:
         """The locked pending directory of a resumable step whose configuration hashes to ``key``: with
         ``resume``, the unlocked one holding the newest checkpoint (``"required"``: an error when there is
@@ -534,10 +545,7 @@ class Workspace:
         if chosen is not None:
             return chosen
         if resume == "required":
-            raise EdgeresError(f"nothing to resume: no interrupted run of this configuration with a finished "
-                               f"epoch in {self.root}",
-                               hint="run the same command without --resume (the options must be the same as the "
-                                    "interrupted run's)")
+            raise self._nothing_to_resume()
         building = self.root / f"{_TMP_PREFIX}{os.getpid()}-pending-{uuid.uuid4().hex[:6]}"
         building.mkdir()
         fd = _lock(building)
