@@ -72,8 +72,11 @@ def train(
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
     """Train an FP32 model; the checkpoint becomes a `train` artifact in the workspace."""
-    spread(nproc)
     from edgeres import distributed
+
+    if resume and distributed.is_main():  # before any process starts; rank 0 holds the checkpoints
+        workspace(workspace_dir).check_resumable()
+    spread(nproc)
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing, erase=erase,
