@@ -17,7 +17,7 @@ from edgeres import __version__, data, extras
 from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
-from edgeres.export.verify import verify
+from edgeres.export.verify import failure, verify
 from edgeres.preprocessing import Preprocessing
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
@@ -240,17 +240,14 @@ def _export_one(ws: Workspace, src: Sources, fmt: Format, precision: str, req: E
             metrics["verify"] = result
             metrics["test"] = {"top1": result["top1"], "n": result["n"]}
             if not result["passed"]:
-                raise EdgeresError(
-                    f"verification failed: top-1 agreement with the {result['reference']} model is "
-                    f"{result['agreement']:.2f}% < {result['threshold']}% (max |logit diff| "
-                    f"{result['max_abs_diff']:.3g})")
+                raise EdgeresError(f"verification failed: {failure(result)}")
         art.manifest["metrics"] = metrics
     assert art.artifact is not None
     verdict = ""
     if req.verify:
         v = metrics["verify"]
         verdict = (f": top-1 {v['top1']:.2f}%, agreement {v['agreement']:.2f}% with {v['reference']}, "
-                   f"max |diff| {v['max_abs_diff']:.3g}")
+                   f"logit SQNR {v['sqnr_db']:.1f} dB, max |diff| {v['max_abs_diff']:.3g}")
     if "edgetpu" in metrics:
         o = metrics["edgetpu"]["offload"]
         verdict += (f"; Edge TPU: {o['subgraphs']} compiled subgraph(s), {o['on_cpu']} of the file's {o['ops']} "
