@@ -26,7 +26,7 @@ IMAGES = 32
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory):
     """A small ResNet-20 trained briefly on real Fashion-MNIST images, quantized, exported to int8 in every
-    format and to fp16 ONNX, and diagnosed once (layers only)."""
+    format and to fp16 ONNX, and diagnosed once (keep-float trial, profiles and placement too)."""
     from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
     from edgeres.export.step import ExportRequest, run_export
     from edgeres.quantize.step import QuantizeRequest, run_quantize
@@ -39,7 +39,7 @@ def diagnosed(tmp_path_factory):
                                ws)[0] for fmt in FORMATS}
     exports["onnx fp16"] = run_export(ExportRequest(targets=["onnx"], precisions=["fp16"], model=int8.id,
                                                     verify_limit=100), ws)[0]
-    clean = run_diagnose(DiagnoseRequest(images=IMAGES, recover=1), ws)
+    clean = run_diagnose(DiagnoseRequest(images=IMAGES, recover=1, placement=True), ws)
     return ws, exports, clean
 
 
@@ -193,7 +193,7 @@ def test_placement_and_the_fallback_gate(diagnosed):
     assert placed["compute_on_cpu"] == 1 and placed["compute_on_provider"] > 0.9
     assert [n for n in placed["cpu_nodes"] if n.startswith(("Conv ", "Gemm "))] == ["Gemm /linear/Gemm"]
     result = run_diagnose(DiagnoseRequest(artifact=exports["onnx"].id, images=8, recover=0, latency=False,
-                                          max_fallback=0), ws)
+                                          placement=True, max_fallback=0), ws)
     assert len(result.failures) == 1 and "Qualcomm HTP leaves 1 compute" in result.failures[0]
     assert _file(clean.report, "onnx", "fp16")["placement"] == []
 

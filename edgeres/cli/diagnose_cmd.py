@@ -26,7 +26,8 @@ def diagnose(
                                           "operator on this CPU.")] = True,
     placement: Annotated[bool, typer.Option("--placement/--no-placement", help="Say what an accelerator (or its "
                                             "emulator) found here would run of each file: the QNN HTP for int8 "
-                                            "ONNX, OpenVINO's NPU/GPU, the Edge TPU.")] = True,
+                                            "ONNX (Qualcomm's emulator off a Snapdragon: slow), OpenVINO's NPU/GPU, "
+                                            "the Edge TPU.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, max=1024, help="Threads per runtime; default: every "
                                                    "core.")] = None,
     min_sqnr: Annotated[Optional[float], typer.Option(help="Gate: exit non-zero when any point of any file is "

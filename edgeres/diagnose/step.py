@@ -41,7 +41,7 @@ class DiagnoseRequest:
     images: int = 64  # test images compared layer by layer
     recover: int = culprit.NAMED  # keep-float trials (the worst quantization points); 0: none
     latency: bool = True  # per-operator profiles
-    placement: bool = True  # what an accelerator (or its emulator) here would run of each file
+    placement: bool = False  # what an accelerator (or its emulator) here would run of each file
     threads: int | None = None
     min_sqnr: float | None = None  # gate: every point of every file against its source, in dB
     max_fallback: int | None = None  # gate: compute operators an int8 file leaves in float, or an accelerator
