@@ -2,14 +2,17 @@
 
     python benchmarks/diagnose.py [--workdir DIR] [--epochs 2] [--images 64]
 
-ResNet-18 on Fashion-MNIST at 32x32 (edgeres's default preprocessing for it): trained briefly here (the
-figures are about diagnose, not the model), PTQ int8 with the default 300 calibration images, exported to
-ONNX, OpenVINO IR and TFLite at int8 and fp32. Then, through the real command line, each run in a fresh
+ResNet-18 on Fashion-MNIST at 32x32 (edgeres's default preprocessing for it), PTQ int8 with the default 300
+calibration images, exported to ONNX, OpenVINO IR and TFLite at int8 and fp32: taken as they are from
+``--workdir``'s workspace (``ws``) when it holds them (the recorded run used the main recipe's artifacts:
+13 epochs), else trained briefly here (``--epochs``) and made with the CLI. Then, through the real command line, each run in a fresh
 process and timed from the outside:
 
 - ``edgeres diagnose --precision int8``: the three int8 files, every layer compared with the torch int8
   model and FP32, three keep-float trials, every file profiled operator by operator (the issue's < 2 min);
-- ``edgeres diagnose``: the same plus the three fp32 files (int8 beside fp32).
+- ``edgeres diagnose --recover 0``: the six files, int8 beside fp32, without keep-float trials.
+
+Placement on Qualcomm's HTP emulator is left out unless ``--placement`` (it emulates the NPU on this CPU).
 
 From the second run's report, for each file: the runtime's own end-to-end p50 beside the p50 of its
 per-operator sums, and their ratio (the issue asks for within 10 %). JSON to
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,14 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import write  # noqa: E402
 
 
-def edgeres(workspace: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def edgeres(workspace: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds, CPU seconds (user + system, the process and its children) and the result."""
     env = dict(os.environ, EDGERES_WORKSPACE=str(workspace))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run([sys.executable, "-m", "edgeres", *args], capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if result.returncode != 0:
         sys.exit(f"edgeres {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return seconds, result
+    return seconds, cpu, result
 
 
 def main() -> None:
@@ -46,21 +56,28 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--placement", action="store_true", help="Also place the int8 ONNX file on Qualcomm's HTP "
+                        "emulator (minutes per ResNet-18 on x86; off by default)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgeres-bench-diagnose-"))
     ws = workdir / "ws"
     steps = {}
     if not list(ws.glob("export-*")):
-        steps["train_s"], _ = edgeres(ws, "train", "resnet18", "--epochs", str(args.epochs))
-        steps["quantize_s"], _ = edgeres(ws, "quantize", "resnet18", "--int8")
-        steps["export_s"], _ = edgeres(ws, "export", "--target", "all", "--precision", "int8", "--precision", "fp32")
+        steps["train_s"], _, _ = edgeres(ws, "train", "resnet18", "--epochs", str(args.epochs))
+        steps["quantize_s"], _, _ = edgeres(ws, "quantize", "resnet18", "--int8")
+        steps["export_s"], _, _ = edgeres(ws, "export", "--target", "all", "--precision", "int8", "--precision",
+                                          "fp32")
     runs = {}
-    for name, extra in (("int8_three_targets", ("--precision", "int8")), ("int8_and_fp32_three_targets", ())):
-        seconds, result = edgeres(ws, "diagnose", "--images", str(args.images), "--json", *extra)
+    placement = () if args.placement else ("--no-placement",)
+    for name, extra in (("int8_three_targets", ("--precision", "int8")),
+                        ("int8_and_fp32_three_targets", ("--recover", "0"))):
+        command = ["diagnose", "--images", str(args.images), *placement, *extra]
+        seconds, cpu, result = edgeres(ws, *command, "--json")
         document = json.loads(result.stdout)
         report = document["report"]
         runs[name] = {
-            "wall_s": round(seconds, 1), "inside_s": report["seconds"], "artifact": document["artifact"],
+            "args": command, "wall_s": round(seconds, 1), "cpu_s": round(cpu, 1), "inside_s": report["seconds"],
+            "artifact": document["artifact"],
             "files": [{"file": f"{f['format']} {f['precision']}", "min_sqnr_db": f["min_sqnr_db"],
                        "logits_sqnr_db": f["layers"][-1]["sqnr_db"], "agreement": f["agreement"],
                        "culprits": f["culprits"], "seconds": f["seconds"],
@@ -74,10 +91,16 @@ def main() -> None:
             "quantization": {k: report["quantization"][0].get(k) for k in ("culprits", "recovery", "fix")},
         }
         print(f"{name}: {seconds:.1f} s", file=sys.stderr)
+    root = next(ws.glob("train-resnet18-*"))
+    trained = json.loads((root / "manifest.json").read_text())
     path = write("diagnose", {"model": "resnet18", "data": "fashion-mnist (embedded), test split",
+                              "checkpoint": {"artifact": trained["id"], "epochs": trained["config"].get("epochs"),
+                                             "test_top1": trained["metrics"]["test"]["top1"]},
                               "input_size": 32, "threads": "runtime default (every core)", "images": args.images,
-                              "train_epochs": args.epochs, "setup": steps, "runs": runs,
-                              "note": "run niced (nice -n 10) on a 2-core VM shared with other work"})
+                              "setup": steps or "the workspace's own artifacts", "runs": runs,
+                              "note": "run niced (nice -n 10, then 5) on a 2-core VM shared with CPU-heavy training and "
+                                      "tests (see load_average_at_end): wall_s is inflated by the sharing; cpu_s "
+                                      "(user + system of the command and its children) is the work itself"})
     print(path)
 
 
