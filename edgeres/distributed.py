@@ -1,6 +1,6 @@
 """Data-parallel training across processes: PyTorch's DDP under ``torchrun``, nothing home-made.
 
-``edgeres train|quantize|prune ... --nproc N`` re-runs the same command under ``torchrun --standalone``;
+``edgeres train ... --nproc N`` re-runs the same command under ``torchrun --standalone``;
 the same command started by ``torchrun`` itself (one node or many) finds ``RANK``/``WORLD_SIZE``/
 ``LOCAL_RANK`` in its environment and joins the process group: gloo on CPU, NCCL on CUDA (one GPU per
 local rank). Rank 0 alone writes artifacts and checkpoints and prints status; the others stay quiet.
