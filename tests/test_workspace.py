@@ -153,11 +153,14 @@ def test_kill_9_during_training_leaves_no_artifact(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "edgeres", "train", "resnet20", "--epochs", "3", "--limit", "20000",
                              "--workspace", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir()):
+    building = ()  # training builds in a resumable .pending- directory, other steps in .tmp-
+    while time.time() < deadline and not building:
+        building = [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".pending-"))]
         time.sleep(0.2)
     time.sleep(1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    assert building, "the training never started building its artifact"
     assert Workspace(tmp_path).latest() is None  # the half-trained model is not an artifact
     info = subprocess.run([sys.executable, "-m", "edgeres", "info", "--workspace", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
