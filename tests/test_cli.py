@@ -72,7 +72,7 @@ def test_ctrl_c_during_training_keeps_nothing(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=interruptible)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir()):
+    while time.time() < deadline and not any(p.name.startswith((".tmp-", ".pending-")) for p in tmp_path.iterdir()):
         time.sleep(0.5)
     time.sleep(3)  # well into the first epoch
     proc.send_signal(signal.SIGINT)
