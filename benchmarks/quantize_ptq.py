@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import results_file  # noqa: E402
 
 
-def ort_peer(folded: torch.nn.Module, calib: np.ndarray, test_x: np.ndarray, prep: Preprocessing) -> tuple[float, float]:
-    """onnxruntime static quantization of the same model: (seconds, logits)."""
+def ort_peer(folded: torch.nn.Module, calib: np.ndarray, inputs: dict[str, np.ndarray],
+             prep: Preprocessing) -> tuple[float, dict[str, np.ndarray]]:
+    """onnxruntime static quantization of the same model, quantized once: (seconds, logits per input set)."""
     import onnxruntime as ort
 
     from edgeres.export.onnx import torch_to_onnx
@@ -51,7 +52,8 @@ def ort_peer(folded: torch.nn.Module, calib: np.ndarray, test_x: np.ndarray, pre
         quantize_static(fp32, q, calib)
         seconds = time.perf_counter() - start
         session = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"])
-        logits = np.concatenate([session.run(None, {"input": test_x[i:i + 256]})[0] for i in range(0, len(test_x), 256)])
+        logits = {name: np.concatenate([session.run(None, {"input": x[i:i + 256]})[0] for i in range(0, len(x), 256)])
+                  for name, x in inputs.items()}
     return seconds, logits
 
 
@@ -99,9 +101,7 @@ def main() -> None:
     best = min(r["val_drop_pp"] for r in rows)
     chosen = next(r for r in rows if r["val_drop_pp"] <= best + one_image)
     chosen["chosen_on_val"] = True
-    peer = {}
-    for name, (x, _) in split.items():
-        seconds, peer[name] = ort_peer(folded, calib.numpy(), x.numpy(), prep)
+    seconds, peer = ort_peer(folded, calib.numpy(), {name: x.numpy() for name, (x, _) in split.items()}, prep)
     rows.append(row("onnxruntime quantize_static (QDQ, per-channel, u8/s8)", seconds, peer))
     if args.qat:
         start = time.perf_counter()

@@ -9,8 +9,9 @@ import json
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
+
+from edgeres.runtimes import runner
 
 RESULTS = Path(__file__).parent / "results"
 PACKAGES = ("torch", "nncf", "onnxruntime", "openvino", "ai-edge-litert", "tensorflow")
@@ -18,37 +19,26 @@ PACKAGES = ("torch", "nncf", "onnxruntime", "openvino", "ai-edge-litert", "tenso
 
 def machine() -> dict:
     """CPU model, cores, memory and the CPU features that decide int8 and bf16 speed."""
-    cpu, flags = platform.processor() or platform.machine(), set()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                cpu = value.strip()
-            elif key.strip() in ("flags", "Features"):
+            if key.strip() in ("flags", "Features"):
                 flags = set(value.split())
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "asimddp", "i8mm")
-    return {"cpu": cpu, "arch": platform.machine(), "cores": os.cpu_count(), "memory_gib": round(memory, 1),
-            "features": sorted(f for f in wanted if f in flags), "load_average_at_end": os.getloadavg()}
-
-
-def versions() -> dict:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+    return {"cpu": runner.cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(),
+            "memory_gib": round(memory, 1), "features": sorted(f for f in wanted if f in flags),
+            "load_average_at_end": os.getloadavg()}
 
 
 def write(name: str, payload: dict) -> Path:
     """Save ``payload`` (which names its model, data, input size and threads) as results/NAME.json."""
     doc = {"benchmark": name, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), "versions": versions(), **payload}
+           "machine": machine(), "versions": runner.installed_versions(PACKAGES), **payload}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")

@@ -66,7 +66,8 @@ class JobError(Exception):
     """The job file itself is wrong (missing key, missing file)."""
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's (or board's) model name."""
     for path, keys in (("/proc/device-tree/model", None), ("/proc/cpuinfo", ("model name", "Model", "Hardware"))):
         try:
             text = Path(path).read_text(errors="replace")
@@ -81,16 +82,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def host_info() -> dict[str, Any]:
-    """The machine the numbers were measured on."""
+def installed_versions(distributions) -> dict[str, str]:
+    """The version of each of ``distributions`` that is installed here."""
     versions = {}
-    for name in _DISTRIBUTIONS:
+    for name in distributions:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"platform": platform.platform(), "machine": platform.machine(), "processor": _cpu_model(),
-            "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+    return versions
+
+
+def host_info() -> dict[str, Any]:
+    """The machine the numbers were measured on."""
+    return {"platform": platform.platform(), "machine": platform.machine(), "processor": cpu_model(),
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "versions": installed_versions(_DISTRIBUTIONS)}
 
 
 def _peak_rss_mb() -> float:
