@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from edgeres.dataset_names import DATASETS as DATASET_NAMES
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 
@@ -65,7 +66,6 @@ CIFAR10 = DatasetInfo(
     channels=3, native_size=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
 )
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-DATASET_NAMES = ("fashion-mnist", "cifar10", "imagefolder")
 
 
 # -- raw readers ---------------------------------------------------------------------------------

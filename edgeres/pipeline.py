@@ -207,29 +207,17 @@ def _float_source(current: dict[str, list[Artifact]]) -> str | None:
     return None
 
 
-def _train_request(recipe: Recipe, eval_limit: int | None, config=None):
-    from edgeres.train import TrainConfig, TrainRequest
-
-    return TrainRequest(model=recipe.model, dataset=recipe.dataset, data_dir=recipe.data, weights=recipe.weights,
-                        num_classes=recipe.num_classes, input_size=recipe.input_size, resize=recipe.resize,
-                        mean=recipe.mean, std=recipe.std, validation=recipe.validation, eval_limit=eval_limit,
-                        config=config or TrainConfig(), trust_pickle=recipe.trust_pickle)
-
-
 def _import(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
-    from edgeres.train import run_import
+    from edgeres.train import TrainRequest, run_import
 
-    return [run_import(_train_request(recipe, o.eval_limit), ws)]
+    return [run_import(TrainRequest.of(model=recipe.model, origin=recipe, options=o), ws)]
 
 
 def train_request(recipe: Recipe):
     """The ``TrainRequest`` a recipe's train step makes (also what benchmarks/train_fp32.py trains)."""
-    from edgeres.train import TrainConfig
+    from edgeres.train import TrainRequest
 
-    o = recipe.steps.train
-    config = TrainConfig(epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, label_smoothing=o.label_smoothing,
-                         erase=o.erase, amp=o.amp, seed=o.seed, limit=o.limit)
-    return _train_request(recipe, o.eval_limit, config)
+    return TrainRequest.of(model=recipe.model, origin=recipe, options=recipe.steps.train)
 
 
 def _train(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
@@ -242,24 +230,16 @@ def _prune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.prune import PruneRequest, run_prune
 
     source = _float_source(current)
-    return [run_prune(PruneRequest(model=source or recipe.model, ratio=o.ratio, method=o.method,
-                                   sparsity=o.sparsity, global_pruning=o.scope == "global",
-                                   finetune_epochs=o.finetune_epochs, iterative=o.iterative, lr=o.lr,
-                                   round_to=o.round_to, limit=o.limit, val_limit=o.val_limit,
-                                   eval_limit=o.eval_limit, dataset=None if source else recipe.dataset,
-                                   data_dir=recipe.data), ws)]
+    return [run_prune(PruneRequest.of(o, model=source or recipe.model, dataset=None if source else recipe.dataset,
+                                      data_dir=recipe.data), ws)]
 
 
 def _quantize(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.quantize.step import QuantizeRequest, run_quantize
 
     source = _float_source(current)
-    return [run_quantize(QuantizeRequest(model=source or recipe.model, dataset=None if source else recipe.dataset,
-                                         data_dir=recipe.data, calib_samples=o.calib_samples,
-                                         estimator=o.estimator, bias_correction=o.bias_correction,
-                                         qat=o.method == "qat", epochs=o.epochs, lr=o.lr,
-                                         train_limit=o.train_limit, max_drop=o.max_drop, strict=o.strict,
-                                         analyze=o.analyze, val_limit=o.val_limit, eval_limit=o.eval_limit), ws)]
+    return [run_quantize(QuantizeRequest.of(o, model=source or recipe.model,
+                                            dataset=None if source else recipe.dataset, data_dir=recipe.data), ws)]
 
 
 def _export(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
@@ -278,14 +258,9 @@ def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
 
     model = current["export"][0].id if "export" in current else None
     exports = [a.id for a in current["export"]] if "export" in current else None  # this run's, not stale ones
-    method = {k: v for k, v in {"min_runs": o.min_runs, "min_seconds": o.min_seconds, "warmup": o.warmup,
-                                "rounds": o.rounds}.items() if v is not None}
     produced = []
     for device in o.devices:
-        bench = run_bench(BenchRequest(device=device, model=model, exports=exports, targets=o.targets,
-                                       precisions=o.precisions, eval_limit=o.eval_limit, threads=o.threads,
-                                       estimate=o.estimate, emulate=o.emulate, method=method,
-                                       data_dir=recipe.data), ws)
+        bench = run_bench(BenchRequest.of(o, device=device, model=model, exports=exports, data_dir=recipe.data), ws)
         result.bench.append(bench)
         produced.append(bench.artifact)
     return produced

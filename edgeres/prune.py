@@ -42,6 +42,7 @@ from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
+from edgeres.recipe import PruneStep
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
@@ -72,6 +73,12 @@ class PruneRequest:
     data_dir: Path | None = None  # None: the directory recorded in the model's lineage
     train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
     sparsity: float | None = None  # magnitude method: fraction of conv/linear weights set to zero
+
+    @classmethod
+    def of(cls, options: PruneStep, **where) -> PruneRequest:
+        """What a prune step's declared options ask for, of the model ``where`` names (``edgeres prune``,
+        recipes)."""
+        return cls(**options.model_dump(exclude={"scope"}), global_pruning=options.scope == "global", **where)
 
 
 def _validate(req: PruneRequest) -> PruneRequest:

@@ -14,74 +14,132 @@ file, the key and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edgeres.dataset_names import DATASETS
 from edgeres.errors import EdgeresError
+from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.yamlfile import read_mapping
 
 STEP_ORDER = ("import", "train", "prune", "quantize", "export", "bench")
+
+
+def _all(names: tuple[str, ...]):
+    """A list of ``names`` where ``all`` stands for every one of them."""
+    return Annotated[list[Literal[(*names, "all")]], AfterValidator(
+        lambda chosen: list(names) if "all" in chosen else list(dict.fromkeys(chosen)))]
+
+
+Targets = _all(tuple(FORMATS))
+Precisions = _all(PRECISIONS)
+EvalLimit = Annotated[Optional[int], Field(ge=1, description="Evaluate on a seeded subset of this many test images.")]
+ValLimit = Annotated[Optional[int], Field(ge=1, description="Validation images that make the step's "
+                                          "decisions (best epoch, accuracy budget, sensitivity).")]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class Origin(_Strict):
+    """Where the FP32 model comes from: its data, its preprocessing and a checkpoint (``train``, ``import``)."""
+
+    dataset: Literal[DATASETS] = Field("fashion-mnist", description="fashion-mnist (embedded), cifar10 or "
+                                       "imagefolder.")
+    data: Optional[Path] = Field(None, description="Dataset directory: required for cifar10 and imagefolder "
+                                 "(fashion-mnist: /usr/share/datasets/fashion-mnist).")
+    weights: Optional[str] = Field(None, description="'imagenet' or an FP32 checkpoint file: fine-tuned from "
+                                   "(a classifier of another size starts fresh), or imported as it is.")
+    trust_pickle: bool = Field(False, description="Load a weights checkpoint even if it holds pickled Python "
+                               "objects. Unpickling runs the file's code: only for files you trust.")
+    num_classes: Optional[int] = Field(None, ge=2, le=100000, description="Classifier size; default: the "
+                                       "dataset's.")
+    input_size: Optional[int] = Field(None, ge=8, le=4096, description="Input size; default: the model family's "
+                                      "for the dataset.")
+    resize: Optional[int] = Field(None, ge=0, le=8192, description="Images not already at the input size: "
+                                  "shorter side resized to this, then center-cropped; default: input size / 0.875 "
+                                  "for ImageNet-layout models on image folders, else the input size; 0: the "
+                                  "input size.")
+    mean: Optional[list[float]] = Field(None, min_length=1, max_length=3, description="Normalization mean: one "
+                                        "value, or one per channel (repeat the option).")
+    std: Optional[list[float]] = Field(None, min_length=1, max_length=3, description="Normalization std: one "
+                                       "value, or one per channel (repeat the option).")
+    validation: Optional[Literal["holdout", "test-split"]] = Field(
+        None, description="Images for decisions: holdout (1/12 of the training images, kept out of training) or "
+        "test-split (20 % of the test split; the other 80 % is reported); default: test-split for a checkpoint "
+        "file, else holdout.")
+
+
 class ImportStep(_Strict):
     """Implied by ``weights`` without a ``train`` step: the checkpoint registered as it is."""
 
-    eval_limit: Optional[int] = Field(None, ge=1)
+    eval_limit: EvalLimit = None
 
 
 class TrainStep(_Strict):
-    epochs: Optional[int] = Field(None, ge=0, le=10000, description="None: the model's default")
-    batch_size: int = Field(128, ge=1, le=65536)
-    lr: float = Field(0.1, gt=0, le=10)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    erase: float = Field(0.0, ge=0, le=1, description="probability of random erasing per training image")
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast; auto: where the CPU has it")
-    seed: int = Field(0, ge=0, lt=2**32)
-    limit: Optional[int] = Field(None, ge=1, description="train on a seeded subset of this many images")
-    eval_limit: Optional[int] = Field(None, ge=1)
+    epochs: Optional[int] = Field(None, ge=0, le=10000, description="Training epochs; default: the model's (13 "
+                                  "for the ImageNet layout, 8 for CIFAR ResNets).")
+    batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
+    lr: float = Field(0.1, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing; it also bounds the logits, "
+                                   "which full-integer int8 quantizes.")
+    erase: float = Field(0.0, ge=0, le=1, description="Probability of random erasing (one rectangle of each "
+                         "training image set to 0).")
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="Mixed precision: bf16 autocast (weights stay "
+                                                "float32); auto uses it where the CPU computes bf16 natively "
+                                                "(AVX512-BF16, AMX).")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed of the initialization, the shuffling and the subsets.")
+    limit: Optional[int] = Field(None, ge=1, description="Train on a seeded subset of this many images.")
+    eval_limit: EvalLimit = None
 
 
 class PruneStep(_Strict):
-    ratio: Optional[float] = Field(None, gt=0, lt=1, description="structured methods; None: 0.3")
-    method: Literal["l1", "l2", "taylor", "bn-scale", "magnitude"] = "l1"
-    sparsity: Optional[float] = Field(None, gt=0, lt=1, description="method magnitude: fraction of weights zeroed")
-    scope: Literal["uniform", "global"] = Field("uniform", description="the same fraction from every layer, "
-                                                "or channels ranked across all layers")
-    finetune_epochs: int = Field(3, ge=0)
-    iterative: int = Field(1, ge=1)
-    lr: float = Field(0.01, gt=0)
-    round_to: Optional[int] = Field(None, ge=1, description="channel counts kept multiples of this")
-    limit: Optional[int] = Field(None, ge=1)
-    val_limit: Optional[int] = Field(2000, ge=1)
-    eval_limit: Optional[int] = Field(None, ge=1)
+    ratio: Optional[float] = Field(None, gt=0, lt=1, description="Fraction of channels to remove; default 0.3. "
+                                   "MACs fall roughly with the square of the kept fraction.")
+    method: Literal["l1", "l2", "taylor", "bn-scale", "magnitude"] = Field(
+        "l1", description="Channel importance: group L1 / L2 weight norm, first-order Taylor (loss gradient) or "
+        "BatchNorm scale; magnitude zeroes single weights instead (needs sparsity).")
+    sparsity: Optional[float] = Field(None, gt=0, lt=1, description="Method magnitude: fraction of weights to "
+                                      "zero. Shrinks a compressed file, rarely latency.")
+    scope: Literal["uniform", "global"] = Field("uniform", description="Remove the same fraction from every "
+                                                "layer, or rank channels across all layers.")
+    finetune_epochs: int = Field(3, ge=0, le=10000, description="Fine-tune epochs after each pruning step (the "
+                                 "best by validation accuracy is kept).")
+    iterative: int = Field(1, ge=1, le=100, description="Prune in this many equal steps, fine-tuning after each.")
+    lr: float = Field(0.01, gt=0, le=10, description="Peak fine-tune learning rate (one-cycle).")
+    round_to: Optional[int] = Field(None, ge=1, description="Keep channel counts multiples of this, which CPU "
+                                    "kernels run without padding; default 8 for ImageNet-layout ResNets, none for "
+                                    "CIFAR ones; 1 turns it off.")
+    limit: Optional[int] = Field(None, ge=1, description="Fine-tune on a seeded subset of the training images.")
+    val_limit: ValLimit = 2000
+    eval_limit: EvalLimit = None
 
 
 class QuantizeStep(_Strict):
-    method: Literal["ptq", "qat"] = "ptq"
-    calib_samples: int = Field(300, ge=1)
-    estimator: Literal["default", "minmax", "mean-minmax", "percentile", "mse"] = "default"
-    bias_correction: Literal["none", "fast"] = "none"
-    epochs: int = Field(1, ge=1, description="QAT epochs")
-    lr: float = Field(0.002, gt=0)
-    max_drop: Optional[float] = Field(None, ge=0, le=100, description="accuracy budget, percentage points")
-    strict: bool = Field(False, description="fail when the budget cannot be met")
-    analyze: bool = Field(False, description="save per-layer sensitivity")
-    train_limit: Optional[int] = Field(None, ge=1)
-    val_limit: Optional[int] = Field(2000, ge=1)
-    eval_limit: Optional[int] = Field(None, ge=1)
+    method: Literal["ptq", "qat"] = Field("ptq", description="Post-training quantization, or quantization-aware "
+                                          "training after it.")
+    calib_samples: int = Field(300, ge=1, le=100000, description="Calibration images from the training split.")
+    estimator: Literal["default", "minmax", "mean-minmax", "percentile", "mse"] = Field(
+        "default", description="Activation range estimator.")
+    bias_correction: Literal["none", "fast"] = Field("none", description="NNCF's fast bias correction, or none "
+                                                     "(fast cost accuracy on BN-folded ResNets here).")
+    epochs: int = Field(1, ge=1, le=10000, description="QAT epochs (the best by validation accuracy is kept).")
+    lr: float = Field(0.002, gt=0, le=10, description="QAT peak learning rate.")
+    max_drop: Optional[float] = Field(None, ge=0, le=100, description="Accuracy budget in percentage points: keep "
+                                      "the most sensitive layers in float until it holds.")
+    strict: bool = Field(False, description="Fail when the budget cannot be met.")
+    analyze: bool = Field(False, description="Save and print per-layer sensitivity.")
+    train_limit: Optional[int] = Field(None, ge=1, description="QAT on a subset of the training images.")
+    val_limit: ValLimit = 2000
+    eval_limit: EvalLimit = None
 
 
 class ExportStep(_Strict):
-    targets: list[Literal["onnx", "openvino", "tflite"]] = Field(default_factory=lambda: ["onnx", "openvino", "tflite"],
-                                                                 min_length=1)
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"],
-                                                               min_length=1)
-    io: Literal["int8", "float"] = "int8"
+    targets: Targets = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    precisions: Precisions = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
+    io: Literal[FORMATS["tflite"].options["io"]] = "int8"
     edgetpu: bool = Field(False, description="compile the TFLite int8 file with edgetpu_compiler")
     verify: bool = True
     verify_limit: int = Field(500, ge=1)
@@ -96,18 +154,38 @@ class ExportStep(_Strict):
 
 
 class BenchStep(_Strict):
-    devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
-    targets: Optional[list[Literal["onnx", "openvino", "tflite"]]] = Field(None, min_length=1,
-                                                                          description="None: this run's exports")
-    precisions: Optional[list[Literal["fp32", "fp16", "int8"]]] = Field(None, min_length=1)
-    eval_limit: Optional[int] = Field(None, ge=1, description="None: 1000, or the device's emulation cap")
-    estimate: bool = False
-    emulate: bool = False
-    threads: Optional[int] = Field(None, ge=1, le=1024)
-    min_runs: Optional[int] = Field(None, ge=1, le=100000)
-    min_seconds: Optional[float] = Field(None, ge=0, le=600)
-    warmup: Optional[int] = Field(None, ge=0, le=10000)
-    rounds: Optional[int] = Field(None, ge=1, le=100)
+    devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, json_schema_extra={"flag": "--device"},
+                               description="Device profile name (see `edgeres devices`) or a profile .yaml; "
+                               "repeat it for a fleet: each device benched in turn, one report with a row group "
+                               "per device.")
+    targets: Optional[Targets] = Field(None, min_length=1, json_schema_extra={"flag": "--target"},
+                                       description="Formats to measure (repeatable); default: all exported.")
+    precisions: Optional[Precisions] = Field(None, min_length=1, json_schema_extra={"flag": "--precision"},
+                                             description="Precisions to measure (repeatable); default: all "
+                                             "exported.")
+    eval_limit: Optional[int] = Field(None, ge=1, description="Test images for top-1 (a seeded subset); default "
+                                      "1000, or the device's stated cap where its emulator is slow (this raises "
+                                      "it).")
+    baseline: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the FP32 PyTorch baseline runs: "
+                                                     "auto (CUDA when available), cpu or cuda.")
+    estimate: bool = Field(False, description="Estimate latency from the profile's figures instead of measuring "
+                           "on the device (labelled estimated).")
+    emulate: bool = Field(False, description="Run on the device's emulation here (aarch64 boards: qemu-user, after "
+                          "`edgeres devices --setup DEVICE`): its accuracy on its own kernels, labelled emulated; "
+                          "latency estimated.")
+    threads: Optional[int] = Field(None, ge=1, le=1024, description="Threads per runtime; default: the profile's, "
+                                   "else every core.")
+    min_runs: Optional[int] = Field(None, ge=1, le=100000, description="Timed batch-1 runs, at least.")
+    min_seconds: Optional[float] = Field(None, ge=0, le=600, description="Seconds of timed runs, at least.")
+    warmup: Optional[int] = Field(None, ge=0, le=10000, description="Untimed runs before timing.")
+    rounds: Optional[int] = Field(None, ge=1, le=100, description="Latency rounds, each in fresh processes; p50 is "
+                                  "the median of the rounds' (default 9).")
+
+    def method(self) -> dict[str, float]:
+        """The measurement settings given, as overrides of the runner's ``DEFAULT_METHOD``."""
+        given = {"min_runs": self.min_runs, "min_seconds": self.min_seconds, "warmup": self.warmup,
+                 "rounds": self.rounds}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 class Steps(_Strict):
@@ -121,21 +199,10 @@ class Steps(_Strict):
     bench: Optional[BenchStep] = None
 
 
-class Recipe(_Strict):
+class Recipe(Origin):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
     description: str = ""
     model: str
-    dataset: Literal["fashion-mnist", "cifar10", "imagefolder"] = "fashion-mnist"
-    data: Optional[Path] = None
-    weights: Optional[str] = Field(None, description="'imagenet' or an FP32 checkpoint file: imported as it is, "
-                                                     "or trained from with a train step")
-    trust_pickle: bool = Field(False, description="the weights file may hold pickled objects (runs their code)")
-    num_classes: Optional[int] = Field(None, ge=2, le=100000)
-    input_size: Optional[int] = Field(None, ge=8, le=4096)
-    resize: Optional[int] = Field(None, ge=0, le=8192, description="shorter side before the center crop; 0: none")
-    mean: Optional[list[float]] = Field(None, min_length=1, max_length=3)
-    std: Optional[list[float]] = Field(None, min_length=1, max_length=3)
-    validation: Optional[Literal["holdout", "test-split"]] = None
     steps: Steps
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ from edgeres import data, distributed, models
 from edgeres.console import progress, progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
+from edgeres.recipe import ImportStep, Origin, TrainStep
 from edgeres.workspace import CHECKPOINT, Artifact, NoSuchArtifact, Workspace
 
 
@@ -338,6 +339,14 @@ class TrainRequest:
     config: TrainConfig = field(default_factory=TrainConfig)
     trust_pickle: bool = False  # --trust-pickle: load a checkpoint holding pickled objects (runs its code)
     resume: bool = False  # --resume: continue the interrupted run of this configuration from its last epoch
+
+    @classmethod
+    def of(cls, *, model: str, origin: Origin, options: TrainStep | ImportStep, resume: bool = False) -> TrainRequest:
+        """What a train or import step's declared options ask for (``edgeres train``/``import``, recipes)."""
+        given = {name: getattr(origin, name) for name in Origin.model_fields if name != "data"}
+        config = TrainConfig(**options.model_dump(exclude={"eval_limit"}))
+        return cls(model=model, data_dir=origin.data, **given, eval_limit=options.eval_limit, config=config,
+                   resume=resume)
 
 
 def prepare(req: TrainRequest) -> tuple[models.ModelSpec, data.DataSource, Preprocessing, int]:

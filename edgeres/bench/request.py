@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeres.recipe import BenchStep
 from edgeres.workspace import Artifact
 
 
@@ -28,6 +29,13 @@ class BenchRequest:
     timeout: float = 900.0  # per variant, seconds
     emulate: bool = False  # run on the device's emulation here (qemu-user for aarch64 boards), accuracy only
     trust_new_host: bool = False  # record an ssh host key not yet in known_hosts (a changed one is refused)
+
+    @classmethod
+    def of(cls, options: BenchStep, **where) -> BenchRequest:
+        """What a bench step's declared options ask for, on the one device ``where`` names (``edgeres bench``,
+        recipes)."""
+        measured = {"targets", "precisions", "eval_limit", "threads", "baseline", "estimate", "emulate"}
+        return cls(**options.model_dump(include=measured), method=options.method(), **where)
 
 
 @dataclass

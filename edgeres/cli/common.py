@@ -8,11 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgeres.dataset_names import DATASETS
 from edgeres.export.formats import FORMATS, PRECISIONS
 
 # Closed choices, from the format table: checked as the command line is parsed and listed in --help.
 Target = Enum("Target", [(name, name) for name in (*FORMATS, "all")], type=str)
 Precision = Enum("Precision", [(name, name) for name in (*PRECISIONS, "all")], type=str)
+Dataset = Enum("Dataset", [(name, name) for name in DATASETS], type=str)
 TfliteIo = Enum("TfliteIo", [(name, name) for name in FORMATS["tflite"].options["io"]], type=str)
 
 
@@ -23,7 +25,8 @@ def values(choices: list[Enum] | None) -> list[str] | None:
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", envvar="EDGERES_WORKSPACE",
                                             help="Workspace directory of artifacts.")]
 DEFAULT_WORKSPACE = Path("edgeres-runs")
-DatasetOpt = Annotated[str, typer.Option(help="fashion-mnist (default, embedded), cifar10 or imagefolder.")]
+DatasetOpt = Annotated[Optional[Dataset], typer.Option(help="Dataset; default: the model's own (fashion-mnist when "
+                                                      "one must be trained first).")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset directory. Training: required for "
                                                                     "cifar10 and imagefolder (fashion-mnist: "
                                                                     "/usr/share/datasets/fashion-mnist). Later steps: "

@@ -18,6 +18,7 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
+from edgeres.recipe import QuantizeStep
 from edgeres.train import MAX_EPOCHS
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
@@ -44,6 +45,12 @@ class QuantizeRequest:
     eval_limit: int | None = None
     train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
     trust_pickle: bool = False  # --trust-pickle: ``weights`` may hold pickled objects (runs their code)
+
+    @classmethod
+    def of(cls, options: QuantizeStep, **where) -> QuantizeRequest:
+        """What a quantize step's declared options ask for, of the model ``where`` names (``edgeres quantize``,
+        recipes)."""
+        return cls(**options.model_dump(exclude={"method"}), qat=options.method == "qat", **where)
 
 
 def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
