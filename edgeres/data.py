@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from edgeres.dataset_names import DATASETS as DATASET_NAMES
+from edgeres.data_choices import DATASETS as DATASET_NAMES, VALIDATIONS
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
 
@@ -32,13 +32,6 @@ SPLITS = ("train", "val", "test")
 VAL_FRACTION = 1 / 12  # 5,000 of Fashion-MNIST's 60,000 training images
 SEED = 0
 TEST_VAL_FRACTION = 0.2  # test-split validation: 2,000 of 10,000 test images decide, 8,000 report
-# Where the images that make decisions (accuracy budget, QAT epoch, sensitivity, best epoch) come from,
-# and which images are reported on. Decisions never see the reported images.
-VALIDATIONS = {
-    "holdout": "val: a seeded 1/12 of the training images, held out of training; test: the test split",
-    "test-split": "val: a seeded 20 % of the test split (the model may have seen every training image: "
-                  "imported weights); test: the other 80 %",
-}
 
 
 @dataclass(frozen=True)

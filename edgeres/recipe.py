@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edgeres.dataset_names import DATASETS
+from edgeres.data_choices import DATASETS, VALIDATIONS
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.yamlfile import read_mapping
@@ -66,7 +66,7 @@ class Origin(_Strict):
                                         "value, or one per channel (repeat the option).")
     std: Optional[list[float]] = Field(None, min_length=1, max_length=3, description="Normalization std: one "
                                        "value, or one per channel (repeat the option).")
-    validation: Optional[Literal["holdout", "test-split"]] = Field(
+    validation: Optional[Literal[tuple(VALIDATIONS)]] = Field(
         None, description="Images for decisions: holdout (1/12 of the training images, kept out of training) or "
         "test-split (20 % of the test split; the other 80 % is reported); default: test-split for a checkpoint "
         "file, else holdout.")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.dataset_names import DATASETS
+from edgeres.data_choices import DATASETS
 from edgeres.export.formats import FORMATS, PRECISIONS
 
 # Closed choices, from the format table: checked as the command line is parsed and listed in --help.
