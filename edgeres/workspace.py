@@ -36,7 +36,7 @@ from edgeres import __version__, distributed
 from edgeres.errors import EdgeresError
 
 MANIFEST = "manifest.json"
-KINDS = ("train", "prune", "quantize", "export", "bench", "diagnose")
+KINDS = ("train", "prune", "quantize", "export", "bench", "diagnose", "tune")
 _TMP_PREFIX = ".tmp-"
 _PENDING_PREFIX = ".pending-"  # a resumable step's artifact under construction: .pending-KEY-XXXXXX
 CHECKPOINT = "checkpoint.pt"  # a resumable step's epoch checkpoint, in its pending directory (never published)
@@ -170,7 +170,7 @@ class _Manifest(_Record):
     @model_validator(mode="after")
     def _fields_of_kind(self) -> "_Manifest":
         needed = {"export": ("file", "format", "precision", "runtime", "preprocessing"),
-                  "bench": (), "diagnose": ()}.get(self.kind, ("architecture", "preprocessing"))
+                  "bench": (), "diagnose": (), "tune": ()}.get(self.kind, ("architecture", "preprocessing"))
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} manifest needs {', '.join(missing)}")

@@ -8,7 +8,7 @@ from typing import Annotated, Callable
 
 import typer
 
-from edgeres.cli import bench_cmd, devices_cmd, diagnose_cmd, export_cmd, info_cmd, models_cmd, prune_cmd, quantize_cmd, report_cmd, run_cmd, train_cmd
+from edgeres.cli import bench_cmd, devices_cmd, diagnose_cmd, export_cmd, info_cmd, models_cmd, prune_cmd, quantize_cmd, report_cmd, run_cmd, train_cmd, tune_cmd
 
 app = typer.Typer(
     name="edgeres",
@@ -83,6 +83,7 @@ for name, command in {
     "bench": bench_cmd.bench,
     "report": report_cmd.report,
     "diagnose": diagnose_cmd.diagnose,
+    "tune": tune_cmd.tune,
     "run": run_cmd.run,
 }.items():
     app.command(name)(_guarded(command))

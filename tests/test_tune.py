@@ -1,0 +1,114 @@
+"""``edgeres tune`` on real Fashion-MNIST images with a shrunk search (two pruning ratios, two targets,
+int8, subsets, one fine-tune epoch, one latency round): it finds a front and a chosen variant
+within the budget; a search killed after its first candidate resumes without redoing it; bad input is one
+clear error. The model is a small ResNet-20 at 16x16 trained here (the shared ``trained_workspace``
+trains two models for minutes, more than this file's whole budget)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from edgeres.workspace import Workspace
+
+SEARCH = ["--ratio", "0.25", "--ratio", "0.5", "--target", "onnx", "--target", "openvino", "--precision", "int8",
+          "--finetune-epochs", "1", "--limit", "1000", "--val-limit", "300",
+          "--eval-limit", "200", "--rounds", "1", "--max-drop", "15"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from edgeres.train import TrainConfig, TrainRequest, run_train
+
+    ws = Workspace(tmp_path_factory.mktemp("tune") / "ws")
+    return ws, run_train(TrainRequest(model="resnet20", input_size=16, eval_limit=300,
+                                      config=TrainConfig(epochs=2, limit=2000)), ws)
+
+
+def _kinds(ws: Workspace) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for artifact in ws.artifacts():
+        found.setdefault(artifact.kind, set()).add(artifact.id)
+    return found
+
+
+@pytest.fixture(scope="module")
+def searches(trained):
+    """The search killed (SIGKILL) once its first candidate is finished, the artifacts then, and the same
+    command run again to the end (--json)."""
+    ws, model = trained
+    env = {**os.environ, "EDGERES_WORKSPACE": str(ws.root), "COLUMNS": "200"}
+    child = subprocess.Popen([sys.executable, "-m", "edgeres", "tune", model.id, *SEARCH], env=env,
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    first = None
+    for line in child.stderr:
+        if line.startswith("candidate "):
+            first = line.strip()
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(timeout=60)
+    child.stderr.close()
+    assert first is not None, "the search never finished a candidate"
+    before = _kinds(ws)
+    done = run_cli("tune", model.id, *SEARCH, "--json", workspace=ws.root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ws, first, before, json.loads(done.stdout), done.stderr
+
+
+def test_front_and_choice_within_budget(searches):
+    ws, _, _, doc, _ = searches
+    results = doc["results"]
+    measured = [c for c in results["candidates"] if c["status"] == "measured"]
+    assert len(results["front"]) >= 2, results["front"]
+    chosen = next(c for c in measured if c["name"] == results["chosen"])
+    assert chosen["val_drop_pp"] <= results["max_drop_pp"]
+    within = [c for c in measured if c["val_drop_pp"] <= results["max_drop_pp"]]
+    assert chosen["p50_ms"] == min(c["p50_ms"] for c in within)  # the fastest within the budget
+    assert {c["ratio"] for c in measured} >= {0.0, 0.25}  # pruned models were measured, not only estimated
+    for c in results["candidates"]:
+        assert c["why"], c  # every candidate says why it is (not) the one
+    # accuracy and latency of a candidate come from one bench of its own file
+    for c in measured:
+        bench = ws.resolve(c["bench"])
+        assert bench.manifest["config"]["exports"] == [c["export"]]
+        row = json.loads((bench.path / "results.json").read_text())["rows"][1]
+        assert row["artifact"] == c["export"] and row["p50_ms"] == c["p50_ms"] and row["top1"] == c["test_top1"]
+    # the chosen file is in the tune artifact, named, and its lineage leads to the trained model
+    tune = ws.resolve(doc["artifact"])
+    shipped = [p for p in tune.path.iterdir() if p.suffix in (".onnx", ".xml")]
+    assert len(shipped) == 1 and chosen["target"] in shipped[0].name and chosen["precision"] in shipped[0].name
+    assert results["lineage"][0]["id"] == chosen["export"] and results["lineage"][-1]["kind"] == "train"
+    assert (tune.path / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_search_resumes_without_redoing(searches):
+    ws, first, before, doc, log = searches
+    results = doc["results"]
+    name = first.split(":")[0].removeprefix("candidate ")
+    again = next(c for c in results["candidates"] if c["name"] == name)
+    assert again["reused"] is True and f"candidate {name}: reused" in log
+    finished = set().union(*(before.get(k, set()) for k in ("prune", "quantize", "export", "bench")))
+    assert finished and finished <= set(results["reused"]), (finished, results["reused"])
+    assert not finished & set(results["made"])
+    after = _kinds(ws)
+    measured = [c for c in results["candidates"] if c["status"] == "measured"]
+    assert len(after["bench"]) == len(measured)  # one bench per candidate: none measured twice
+    assert len(after["export"]) == len(measured)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--device", "nosuchdevice", "--max-drop", "1"], "unknown device 'nosuchdevice'"),
+    (["--max-drop", "-1"], "--max-drop must lie in [0, 100]"),
+    (["--max-drop", "1", "--budget-minutes", "0"], "--budget-minutes must be more than 0"),
+])
+def test_bad_input_is_one_clear_error(tmp_path, args, says):
+    result = run_cli("tune", "resnet20", *args, workspace=tmp_path / "ws")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
+    assert result.stderr.startswith("error:") and not (tmp_path / "ws").exists()
