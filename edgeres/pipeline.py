@@ -266,7 +266,14 @@ def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     return produced
 
 
+def _tune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
+    from edgeres.tune import TuneRequest, run_tune
+
+    source = next((current[s][0].id for s in ("train", "import") if s in current), None)  # not a pruned one
+    return [run_tune(TuneRequest(model=source or recipe.model, data_dir=recipe.data, **o.model_dump()), ws).artifact]
+
+
 _RUNNERS: dict[str, Callable[..., list[Artifact]]] = {
     "import": _import, "train": _train, "prune": _prune, "quantize": _quantize, "export": _export,
-    "bench": _bench,
+    "bench": _bench, "tune": _tune,
 }

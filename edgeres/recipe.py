@@ -23,7 +23,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.yamlfile import read_mapping
 
-STEP_ORDER = ("import", "train", "prune", "quantize", "export", "bench")
+STEP_ORDER = ("import", "train", "prune", "quantize", "export", "bench", "tune")
 
 
 def _all(names: tuple[str, ...]):
@@ -188,6 +188,26 @@ class BenchStep(_Strict):
         return {key: value for key, value in given.items() if value is not None}
 
 
+class TuneStep(_Strict):
+    """``edgeres tune`` in a recipe: the fastest variant of the recipe's FP32 model within ``max_drop``."""
+
+    device: str = Field("cpu", description="Device profile the candidates are measured on.")
+    max_drop: float = Field(ge=0, le=100, description="Val top-1 the chosen variant may lose, percentage points.")
+    budget_minutes: Optional[float] = Field(None, gt=0, description="Start no new work after this; None: no limit.")
+    ratios: list[float] = Field(default_factory=lambda: [0.25, 0.5], description="Pruning ratios besides 0.")
+    targets: list[Literal["onnx", "openvino", "tflite"]] = Field(
+        default_factory=lambda: ["onnx", "openvino", "tflite"], min_length=1)
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"],
+                                                               min_length=1)
+    qat: bool = Field(False, description="Also QAT for every int8 candidate's model.")
+    qat_epochs: int = Field(1, ge=1, le=10000)
+    finetune_epochs: int = Field(3, ge=0, le=10000, description="After pruning, once per ratio.")
+    limit: Optional[int] = Field(None, ge=1, description="Fine-tune and QAT on this many training images.")
+    val_limit: Optional[int] = Field(2000, ge=1, description="Validation images every decision is taken on.")
+    eval_limit: Optional[int] = Field(None, ge=1)
+    rounds: int = Field(3, ge=1, le=100, description="Latency rounds per candidate.")
+
+
 class Steps(_Strict):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -197,6 +217,7 @@ class Steps(_Strict):
     quantize: Optional[QuantizeStep] = None
     export: Optional[ExportStep] = None
     bench: Optional[BenchStep] = None
+    tune: Optional[TuneStep] = None
 
 
 class Recipe(Origin):
