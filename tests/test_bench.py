@@ -297,6 +297,28 @@ def test_default_images_per_device():
     assert eval_images(BenchRequest(), devices.get("qualcomm-npu"))[0] == 100
 
 
+def test_each_row_gets_the_mode_its_device_can_give():
+    import platform
+
+    from edgeres import devices
+    from edgeres.bench.modes import Emulated, Estimated, Measured, expected_seconds, mode_for
+
+    cpu, pi = devices.get("cpu"), devices.get("raspberrypi")
+    assert isinstance(mode_for(cpu, "onnxruntime", estimated=False), Measured)
+    assert isinstance(mode_for(pi, "tflite", estimated=False), Measured)  # the real board, over ssh
+    assert isinstance(mode_for(pi, "tflite", estimated=True), Estimated)
+    assert mode_for(devices.emulated(pi), "tflite", estimated=False) == Emulated("qemu")
+    npu = mode_for(devices.get("qualcomm-npu"), "onnxruntime", estimated=False)  # the HTP emulator on x86
+    assert npu == Emulated("htp") if platform.machine() == "x86_64" else isinstance(npu, Measured)
+    # the plan's time: the baseline is measured; an emulated row costs more than an estimated one
+    cost, method = (0.035e9, 11e6), {"min_seconds": 1.0, "warmup": 5, "min_runs": 50}
+    one = {"images": 100, "cost": cost, "method": method, "rounds": 3}
+    base = expected_seconds([], **one)
+    assert base == Measured().seconds(**one) > 0
+    assert expected_seconds([Estimated()], **one) - base < expected_seconds([Emulated("qemu")], **one) - base
+    assert expected_seconds([Emulated("htp")], **one) > expected_seconds([Estimated()], **one)
+
+
 def test_latency_rounds_take_the_median_and_survive_failed_rounds_and_a_lost_device():
     from edgeres.bench.measure import latency_rounds
 

@@ -10,6 +10,7 @@ The baseline is that FP32 network, BatchNorm folded as in the exported files, in
 machine's CPU or CUDA GPU (``--baseline``; ``edgeres.baseline``), measured the same way in a process of
 its own. Latency is taken in ``ROUNDS`` rounds of fresh processes, rows in turn.
 
+Each row gets its numbers by one of three modes (``edgeres.bench.modes``: measured, emulated, estimated).
 Every latency says what it is (``latency_kind``): ``p50_ms`` and its kin hold measurements only. Rows that
 cannot be measured are estimated when asked (``--estimate``) or when the device cannot be used now, with
 the estimate in ``estimated_p50_ms``, priced on the unit that really runs the file (``Estimate.unit_for``).
@@ -26,7 +27,8 @@ expected time are printed before anything runs. The result is a ``bench`` artifa
 Markdown and PNG reports (``edgeres.report``).
 """
 
-from edgeres.bench.plan import DEFAULT_EVAL_IMAGES, ROUNDS, expected_seconds
+from edgeres.bench.modes import expected_seconds
+from edgeres.bench.plan import DEFAULT_EVAL_IMAGES, ROUNDS
 from edgeres.bench.request import BenchRequest, BenchResult
 from edgeres.bench.run import RESULTS_FORMAT, run_bench
 from edgeres.bench.select import Variant, select_variants

@@ -6,14 +6,14 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from edgeres import devices
-from edgeres.bench.plan import emulator
+from edgeres.bench.modes import Job, Mode
 from edgeres.bench.request import BenchRequest
-from edgeres.bench.rows import baseline_row, emulated_extras, estimated_row, fill, place, variant_row
+from edgeres.bench.rows import baseline_row, fill, variant_row
 from edgeres.bench.select import Variant
 from edgeres.console import progress_line, say, warn
 from edgeres.errors import EdgeresError
@@ -101,17 +101,22 @@ def macs_params(root: Artifact) -> tuple[float, float]:
     return counter.get_total_flops() / 2, float(sum(p.numel() for p in model.parameters()))
 
 
-def run_variants(variants: list[Variant], profile, req: BenchRequest, method: dict, estimated: bool,
-                  cost: tuple[float, float], tmp: Path, data: Path
-                  ) -> tuple[list[dict], dict[int, list | None], dict | None, str | None, list[tuple]]:
-    """One row per variant, measured on the device (or estimated, or emulated), failures marked; the
-    predictions of rows by ``id(row)``; the device's host info from its first report; the hint of a
-    device-level error; (row, a call that measures its latency again) of every measured row."""
+class DeviceRun(NamedTuple):
+    rows: list[dict]  # one per variant, failures marked
+    predictions: dict[int, list | None]  # by id(row), for agreement
+    host: dict | None  # the device's host info, from its first report
+    hint: str | None  # of a device-level error
+    measured: list[tuple]  # (row, a call that measures its latency again) of every measured row
+
+
+def run_variants(variants: list[Variant], modes: list[Mode], profile, req: BenchRequest, method: dict,
+                 cost: tuple[float, float], tmp: Path, data: Path) -> DeviceRun:
+    """Every variant's row, filled by its mode (``edgeres.bench.modes``)."""
     from edgeres import backends
 
     reference = devices.get("cpu", req.devices_dir)  # this host, for the top-1 of estimated/emulated rows
     rows, predictions, device_host, device_error, device_hint, measured = [], {}, None, None, None, []
-    for variant in variants:
+    for variant, mode in zip(variants, modes):
         options = _options(profile, variant, req.threads)
         row = variant_row(variant, profile, options)
         rows.append(row)
@@ -125,45 +130,34 @@ def run_variants(variants: list[Variant], profile, req: BenchRequest, method: di
             continue
         path = job_dir / Path(variant.file_name).name
         file = str(path.resolve()) if variant.format == "torch" else path.name
-        job = {"variant": {"name": row["variant"], "file": file, "runtime": variant.runtime, "options": options},
-               "data": data.name, "method": method}
+        spec = {"variant": {"name": row["variant"], "file": file, "runtime": variant.runtime, "options": options},
+                "data": data.name, "method": method}
+        here = {**spec, "method": ACCURACY_ONLY,
+                "variant": {**spec["variant"], "file": _on_a_cpu(variant, path).name if variant.format != "torch"
+                            else file, "options": _options(reference, variant, req.threads)}}
 
-        def on_this_host() -> dict:
-            if variant.runtime not in reference.runtimes.names():
-                return backends.failed(job, f"this host's profile has no {variant.runtime} runtime", "local")
-            here = {**job, "method": ACCURACY_ONLY,
-                    "variant": {**job["variant"], "file": _on_a_cpu(variant, path).name if variant.format != "torch"
-                                else file, "options": _options(reference, variant, req.threads)}}
+        def on_this_host(here: dict = here, job_dir: Path = job_dir, runtime: str = variant.runtime) -> dict:
+            if runtime not in reference.runtimes.names():
+                return backends.failed(here, f"this host's profile has no {runtime} runtime", "local")
             return backends.run_variant(reference, job_dir, here, req.timeout)
 
-        if estimated:
-            say(f"estimating {row['variant']} on {profile.name}; top-1 on this host")
-            compiled = place(row, profile, variant, path)
-            predictions[id(row)] = estimated_row(row, profile, cost, on_this_host(), compiled)
-            continue
-        say(f"measuring {row['variant']} on {profile.name}"
-            + (" (emulated)" if emulator(profile, variant.runtime) else ""))
+        job = Job(variant=variant, spec=spec, dir=job_dir, path=path, profile=profile, cost=cost,
+                  timeout=req.timeout, on_this_host=on_this_host)
         try:
-            device_report = backends.run_variant(profile, job_dir, job, req.timeout)
+            outcome = mode.run(row, job)
         except EdgeresError as exc:  # the device itself cannot be used: the other variants would fail alike
             device_error, device_hint = exc.args[0], exc.hint
             row.update(status="failed", error=device_error)
             continue
-        predictions[id(row)] = fill(row, device_report)
-        compiled = place(row, profile, variant, path)
-        device_host = device_host or device_report.get("host")
+        predictions[id(row)] = outcome.predictions
+        device_host = device_host or outcome.host
         if row["status"] == "measured":
-            say(f"  p50 {row['p50_ms']:.3g} ms, p90 {row['p90_ms']:.3g} ms, top-1 {row['top1']:.2f}%")
             measured.append((row, functools.partial(backends.run_variant, profile, job_dir,
-                                                    {**job, "latency_only": True}, req.timeout)))
-        if row["status"] == "emulated":
-            emulated_extras(row, profile, cost, on_this_host(), predictions[id(row)], compiled)
-            say(f"  top-1 {row['top1']:.2f}% emulated ({row['emulated']}), "
-                f"{row.get('host_agreement', float('nan')):.1f}% agreement with this host's run of the same file")
+                                                    {**spec, "latency_only": True}, req.timeout)))
     for row in rows:
         if row["status"] == "failed":
             say(f"[red]failed[/] {row['variant']}: {row['error']}")
-    return rows, predictions, device_host, device_hint, measured
+    return DeviceRun(rows, predictions, device_host, device_hint, measured)
 
 
 def latency_rounds(measured: list[tuple], rounds: int) -> None:

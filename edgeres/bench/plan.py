@@ -1,10 +1,10 @@
 """Planning a bench before anything runs: the measuring method and its bounds, how many images, whether
-each row is measured, emulated or estimated (and what stands in for an absent device), the expected time."""
+rows are estimated (and what stands in for an absent device), and the plan said with its expected time
+(each row's mode and its share of the time: ``edgeres.bench.modes``)."""
 
 from __future__ import annotations
 
 import math
-import platform
 from typing import Any
 
 from edgeres import devices
@@ -22,23 +22,6 @@ ROUNDS = 9
 
 
 DEFAULT_EVAL_IMAGES = 1000  # test images for top-1 unless the device's profile caps it (slow emulators)
-
-
-# Rates behind the plan's expected time, measured on this project's 2-core x86-64 machine (a guide printed
-# before the run, never a result): a fresh runner process (Python, runtime, model); seconds per image per
-# GMAC and per million weights, for top-1 in batches here, and under emulation, where batch-1 ResNets are as
-# much bound by reading their weights as by their MACs (qemu-aarch64; Qualcomm's HTP emulator took 3.0 s per
-# image of the 11 M-weight, 0.035 GMAC ResNet-18 at 32x32). A batch-1 run here takes BATCH1_FACTOR images' time.
-PROCESS_SECONDS = {"host": 3.0, "qemu": 6.0, "htp": 3.0}
-
-
-SECONDS_PER_GMAC = {"host": 0.06, "qemu": 5.0, "htp": 40.0}
-
-
-SECONDS_PER_MPARAM = {"host": 0.0002, "qemu": 0.011, "htp": 0.14}
-
-
-BATCH1_FACTOR = 10
 
 
 METHOD_LIMITS = {"warmup": 10_000, "min_runs": 100_000, "min_seconds": 600, "rounds": 100, "throughput_batch": 256}
@@ -78,44 +61,6 @@ def eval_images(req: BenchRequest, profile) -> tuple[int, str | None]:
     return cap, (f"{profile.name} evaluates {cap} test images by default ({where} in {profile.path}: a slow "
                  f"emulator's cap): top-1 on {cap} images checks its numerics against this host's run of the same "
                  f"files, it is no accuracy figure; --eval-limit N raises it")
-
-
-def emulator(profile, runtime: str) -> str | None:
-    """The emulator a row will run on (``qemu``, ``htp``), or None when it runs on the real thing."""
-    if profile.connection.type == "emulated":
-        return "qemu"
-    settings = getattr(profile.runtimes, runtime, None)
-    if (runtime == "onnxruntime" and getattr(settings, "provider", None) == "QNNExecutionProvider"
-            and profile.connection.type == "local" and platform.machine().lower() not in ("aarch64", "arm64")):
-        return "htp"
-    return None
-
-
-def row_kind(profile, runtime: str, estimated: bool) -> str:
-    return "estimated" if estimated else "emulated" if emulator(profile, runtime) else "measured"
-
-
-def expected_seconds(kinds: list[tuple[str, str | None]], images: int, cost: tuple[float, float], method: dict,
-                     rounds: int) -> float:
-    """A rough guide to a bench's duration on this host: ``kinds`` is (latency kind, emulator) per row, the
-    baseline first as a measured row; ``cost`` the model's (MACs, weights). Rows measured over ssh are
-    counted at this host's speed."""
-    def per_image(where: str) -> float:
-        return cost[0] / 1e9 * SECONDS_PER_GMAC[where] + cost[1] / 1e6 * SECONDS_PER_MPARAM[where]
-
-    here = per_image("host")
-    timed = max(method["min_seconds"], (method["warmup"] + method["min_runs"]) * here * BATCH1_FACTOR)
-    total = 0.0
-    for kind, emulator in kinds:
-        if kind == "measured":
-            total += rounds * (PROCESS_SECONDS["host"] + 2 * timed) + images * here
-        elif kind == "emulated":
-            where = emulator or "qemu"
-            total += PROCESS_SECONDS[where] + (images + 2) * per_image(where)
-            total += PROCESS_SECONDS["host"] + images * here  # this host's run of the same file
-        else:
-            total += PROCESS_SECONDS["host"] + images * here
-    return total
 
 
 def say_plan(profile, variants: list[Variant], kinds: list[str], images: int, note: str | None,

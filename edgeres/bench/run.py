@@ -12,8 +12,8 @@ from pathlib import Path
 
 from edgeres import devices
 from edgeres.bench.measure import eval_npz, latency_rounds, macs_params, measure_baseline, run_variants
-from edgeres.bench.plan import (duration, emulator, eval_images, expected_seconds, latency_mode, resolve_method,
-                                row_kind, say_plan, stand_in)
+from edgeres.bench.modes import expected_seconds, mode_for
+from edgeres.bench.plan import duration, eval_images, latency_mode, resolve_method, say_plan, stand_in
 from edgeres.bench.request import BenchRequest, BenchResult
 from edgeres.bench.rows import baseline_info, compare
 from edgeres.bench.select import Variant, choices, runnable, select_variants, torch_variants
@@ -60,15 +60,14 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     eval_limit, cap_note = eval_images(req, profile)
     if cap_note:
         warnings.append(cap_note)
-    kinds = [row_kind(profile, v.runtime, estimated) for v in variants]
+    modes = [mode_for(profile, v.runtime, estimated=estimated) for v in variants]
+    kinds = [mode.kind for mode in modes]
     if "measured" not in kinds:
         method["rounds"] = 1
     cost = macs_params(root)
     local = profile.connection.type == "local"
     baseline_threads = req.threads or (profile.threads if local else None) or os.cpu_count()
-    seconds = expected_seconds([("measured", None)] + [(k, emulator(profile, v.runtime)) for k, v in
-                                                       zip(kinds, variants)], eval_limit, cost, method,
-                               int(method["rounds"]))
+    seconds = expected_seconds(modes, images=eval_limit, cost=cost, method=method, rounds=int(method["rounds"]))
     say_plan(profile, variants, kinds, eval_limit, cap_note, baseline.label(baseline_where), int(method["rounds"]),
               seconds)
     with tempfile.TemporaryDirectory(prefix="edgeres-bench-") as tmp:
@@ -77,14 +76,13 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         say(f"evaluation data: {len(y)} {root.manifest['dataset']} test images")
         baseline_row, baseline_predictions, host, baseline_again = measure_baseline(
             root, baseline_where, Path(tmp), data_path, method, baseline_threads, req.timeout)
-        rows, predictions, device_host, device_hint, measured = run_variants(
-            variants, profile, req, method, estimated, cost, Path(tmp), data_path)
-        if baseline_row["status"] == "measured":
-            measured.insert(0, baseline_again)
-        latency_rounds(measured, int(method["rounds"]))
+        run = run_variants(variants, modes, profile, req, method, cost, Path(tmp), data_path)
+        rows, predictions = run.rows, run.predictions
+        latency_rounds(([baseline_again] if baseline_row["status"] == "measured" else []) + run.measured,
+                       int(method["rounds"]))
     if all(r["status"] == "failed" for r in rows):
         raise EdgeresError(f"no variant could be measured on {profile.name}: "
-                           + "; ".join(f"{r['variant']}: {r['error']}" for r in rows), hint=device_hint)
+                           + "; ".join(f"{r['variant']}: {r['error']}" for r in rows), hint=run.hint)
     predictions[id(baseline_row)] = baseline_predictions
     comparisons = compare([baseline_row, *rows], baseline_row, predictions, profile.name,
                            remote=profile.connection.type == "ssh")
@@ -100,7 +98,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         else "measured",
         "baseline": baseline_info(baseline_where, req.baseline),
         "host": {**(host or host_info()), "baseline_device": baseline_row["device"]},
-        "device_host": None if local else device_host,
+        "device_host": None if local else run.host,
         "method": method, "eval": {"split": "test", "n": int(len(y)), "limit": eval_limit},
         "plan": {"kinds": kinds, "expected_seconds": round(seconds, 1),
                  "seconds": round(time.perf_counter() - started, 1)},
