@@ -6,8 +6,10 @@ it reads, and for bench the device profiles). The workspace remembers, per recip
 produced (``.pipeline/<recipe>.json``, written atomically after every step). A re-run skips a step whose key
 is unchanged and whose artifacts are still there and intact (their hashes checked), so an interrupted run
 resumes after its last finished step and an unchanged recipe costs seconds; a bench is replayed only if it
-was measured on the device. ``--from STEP`` re-runs that step and everything after it. A recipe's bench
-measures the exports of its own run, never other files of the workspace.
+was measured on the device. A key does not hold the recipe's name: a step that another recipe ran with the
+same key is reused too (recipes that train the same model on the same data train it once). ``--from STEP``
+re-runs that step and everything after it. A recipe's bench measures the exports of its own run, never
+other files of the workspace.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class _State:
     def lookup(self, key: str, ws: Workspace) -> list[Artifact] | None:
         """The artifacts a step with this key made, if every one is still there and intact, and (for a
         bench) was measured on the device: an estimate made while a device was away is not replayed."""
-        ids = self.data.get(key)
+        ids = self.data.get(key) or self._made_by_another_recipe(key)
         if not ids:
             return None
         try:
@@ -70,6 +72,20 @@ class _State:
         if any(a.kind == "bench" and a.manifest.get("mode", "measured") != "measured" for a in found):
             return None
         return found
+
+    def _made_by_another_recipe(self, key: str) -> list[str] | None:
+        """What another recipe's step with this key made: a key holds everything a result depends on but
+        the recipe's name, so three recipes that train the same model on the same data train it once."""
+        for path in sorted(self.path.parent.glob("*.json")):
+            if path == self.path:
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get(key), list) and data[key]:
+                return data[key]
+        return None
 
     def record(self, key: str, artifacts: list[Artifact]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +172,8 @@ def run(recipe: Recipe, ws: Workspace, from_step: str | None = None, device: str
         key = _key(step, recipe, options, inputs)
         found = None if forced or unknown_inputs else state.lookup(key, ws)
         if found is not None:
+            if state.data.get(key) != [a.id for a in found]:  # another recipe's: this recipe's now too
+                state.record(key, found)
             current[step] = found
             outcomes.append(StepOutcome(step, "skipped", [a.id for a in found]))
             say(f"[dim]{step}: unchanged, skipped ({', '.join(a.id for a in found[:3])}"
