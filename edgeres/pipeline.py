@@ -198,12 +198,13 @@ def _require_extras(recipe: Recipe) -> None:
     """Fail before any work when a step needs an extra that is not installed (int8, OpenVINO, TFLite)."""
     from edgeres import extras
     from edgeres.export.formats import get_format
+    from edgeres.recipe import formats
 
     steps = recipe.enabled_steps()
     export = recipe.step("export") if "export" in steps else None
     if "quantize" in steps or (export is not None and "int8" in export.precisions):
         extras.require("quantize", f"recipe {recipe.name} (int8)")
-    for target in export.targets if export is not None else ():
+    for target in formats(export.targets) if export is not None else ():
         extra = get_format(target).extra
         if extra:
             extras.require(extra, f"recipe {recipe.name} (export to {target})")
@@ -264,11 +265,7 @@ def _export(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]
     from edgeres.export.step import ExportRequest, run_export
 
     source = current["quantize"][0].id if "quantize" in current else _float_source(current)
-    options = ({"io": o.io} | ({"compile": "edgetpu"} if o.edgetpu else {})) if "tflite" in o.targets else {}
-    return run_export(ExportRequest(targets=list(o.targets), precisions=list(o.precisions),
-                                    model=source or recipe.model, options=options, verify=o.verify,
-                                    verify_limit=o.verify_limit, calib_samples=o.calib_samples,
-                                    data_dir=recipe.data), ws)
+    return run_export(ExportRequest.of(o, model=source or recipe.model, data_dir=recipe.data), ws)
 
 
 def _bench(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:

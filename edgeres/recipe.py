@@ -26,14 +26,17 @@ from edgeres.yamlfile import read_mapping
 STEP_ORDER = ("import", "train", "prune", "quantize", "export", "bench", "tune")
 
 
-def _all(names: tuple[str, ...]):
-    """A list of ``names`` where ``all`` stands for every one of them."""
-    return Annotated[list[Literal[(*names, "all")]], AfterValidator(
-        lambda chosen: list(names) if "all" in chosen else list(dict.fromkeys(chosen)))]
+# "all": every format (export: every one whose extra is installed, the others named; a recipe needs them all)
+Targets = list[Literal[(*FORMATS, "all")]]
+Precisions = Annotated[list[Literal[(*PRECISIONS, "all")]], AfterValidator(
+    lambda chosen: list(PRECISIONS) if "all" in chosen else list(dict.fromkeys(chosen)))]
 
 
-Targets = _all(tuple(FORMATS))
-Precisions = _all(PRECISIONS)
+def formats(targets: list[str]) -> list[str]:
+    """Target names with ``all`` spelled out."""
+    return list(FORMATS) if "all" in targets else targets
+
+
 EvalLimit = Annotated[Optional[int], Field(ge=1, description="Evaluate on a seeded subset of this many test images.")]
 ValLimit = Annotated[Optional[int], Field(ge=1, description="Validation images that make the step's "
                                           "decisions (best epoch, accuracy budget, sensitivity).")]
@@ -137,19 +140,27 @@ class QuantizeStep(_Strict):
 
 
 class ExportStep(_Strict):
-    targets: Targets = Field(default_factory=lambda: list(FORMATS), min_length=1)
-    precisions: Precisions = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
-    io: Literal[FORMATS["tflite"].options["io"]] = "int8"
-    edgetpu: bool = Field(False, description="compile the TFLite int8 file with edgetpu_compiler")
-    verify: bool = True
-    verify_limit: int = Field(500, ge=1)
-    calib_samples: int = Field(200, ge=1)
+    targets: Targets = Field(default_factory=lambda: ["all"], min_length=1, json_schema_extra={"flag": "--target"},
+                             description="Formats (repeatable).")
+    precisions: Optional[Precisions] = Field(None, min_length=1, json_schema_extra={"flag": "--precision"},
+                                             description="Precisions (repeatable); default: the model's own "
+                                             "precision (a recipe: every precision, int8 alone with edgetpu).")
+    io: Optional[Literal[FORMATS["tflite"].options["io"]]] = Field(None, description="TFLite int8 input/output "
+                                                                   "tensors; default: int8.")
+    edgetpu: bool = Field(False, description="Compile the TFLite int8 file for the Coral Edge TPU with "
+                          "edgetpu_compiler (on PATH); the file it came from is kept and verified.")
+    verify: bool = Field(True, description="Run and check every exported file.")
+    verify_limit: int = Field(500, ge=1, description="Test images used for verification.")
+    calib_samples: int = Field(200, ge=1, le=100000, description="Calibration images for the one range the "
+                               "quantize artifact lacks: TFLite io=int8 logits.")
 
     @model_validator(mode="after")
-    def _edgetpu_is_full_integer(self) -> "ExportStep":
-        if self.edgetpu and ("tflite" not in self.targets or self.precisions != ["int8"] or self.io != "int8"):
-            raise ValueError("edgetpu compiles full-integer int8 TFLite files: it takes targets including tflite, "
-                             "precisions [int8] and io int8")
+    def _tflite_options(self) -> "ExportStep":
+        if (self.io or self.edgetpu) and "tflite" not in formats(self.targets):
+            raise ValueError("io and edgetpu are TFLite options: they take targets including tflite")
+        if self.edgetpu and (self.precisions not in (None, ["int8"]) or self.io == "float"):
+            raise ValueError("edgetpu compiles full-integer int8 TFLite files: it takes precisions [int8] and io "
+                             "int8")
         return self
 
 
@@ -229,6 +240,8 @@ class Recipe(Origin):
     @model_validator(mode="after")
     def _combinations(self) -> "Recipe":
         s = self.steps
+        if s.export and s.export.precisions is None:  # a recipe exports its lineage in every precision it can
+            s.export.precisions = ["int8"] if s.export.edgetpu else list(PRECISIONS)
         if self.weights and self.weights != "imagenet" and not s.train and not s.import_:
             s.import_ = ImportStep()  # a checkpoint without training: import it as it is
         if s.import_ and s.train:
@@ -313,7 +326,6 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 def _check_references(recipe: Recipe, path: Path) -> None:
     """What the schema cannot see: the model, the dataset on disk, the devices and their runtimes."""
     from edgeres import data, devices, models
-    from edgeres.export.formats import FORMATS
 
     try:
         models.get_spec(recipe.model)
@@ -321,7 +333,8 @@ def _check_references(recipe: Recipe, path: Path) -> None:
         if recipe.weights and recipe.weights != "imagenet" and not Path(recipe.weights).is_file():
             raise EdgeresError(f"weights: checkpoint {recipe.weights} not found")
         if recipe.steps.bench and recipe.steps.export:
-            wanted = {FORMATS[t].runtime: t for t in recipe.steps.bench.targets or recipe.steps.export.targets}
+            targets = formats(recipe.steps.bench.targets or recipe.steps.export.targets)
+            wanted = {FORMATS[t].runtime: t for t in targets}
             for name in recipe.steps.bench.devices:
                 runs = devices.get(name).runtimes.names()
                 if not set(wanted) & set(runs):

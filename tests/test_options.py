@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from edgeres.cli.app import app
 from edgeres.cli.options import bounds, default, flag
-from edgeres.recipe import BenchStep, ImportStep, Origin, PruneStep, QuantizeStep, TrainStep
+from edgeres.recipe import BenchStep, ExportStep, ImportStep, Origin, PruneStep, QuantizeStep, TrainStep
 
 COMMANDS = {  # command line before the options, and the models it takes its options from
     "train": (["train", "resnet20"], [Origin, TrainStep]),
     "import": (["import", "resnet20", "--weights", "w.pt"], [ImportStep]),
     "quantize": (["quantize", "resnet20", "--int8"], [QuantizeStep]),
     "prune": (["prune", "resnet20"], [PruneStep]),
+    "export": (["export"], [ExportStep]),
     "bench": (["bench"], [BenchStep]),
 }
 CASES = [(command, model, name) for command, (_, models) in COMMANDS.items() for model in models

@@ -125,6 +125,7 @@ def _with(**changes):
     (_with(**{"steps.quantize": {"calib_samples": "many"}}), "steps.quantize.calib_samples"),
     (_with(**{"steps.distill": {}}), "steps.distill: unknown key"),
     (_with(**{"steps.export": {"targets": ["coreml"]}}), "steps.export.targets.0"),
+    (_with(**{"steps.export": {"targets": ["onnx"], "io": "float"}}), "io and edgetpu are TFLite options"),
     (_with(**{"steps.quantize": None}), "int8 but there is no quantize step"),
     (_with(**{"steps.bench": {"devices": ["toaster"]}}), "unknown device"),
     (_with(**{"steps.export": {"targets": ["onnx"]}, "steps.bench": {"devices": ["coral-edgetpu"]}}),

@@ -19,6 +19,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
 from edgeres.export.verify import failure, verify
 from edgeres.preprocessing import Preprocessing
+from edgeres.recipe import ExportStep
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 
@@ -36,6 +37,13 @@ class ExportRequest:
     output: Path | None = None  # also copy the exported files here
     force: bool = False
     data_dir: Path | None = None  # None: the data directory recorded in the model's lineage
+
+    @classmethod
+    def of(cls, options: ExportStep, **where) -> ExportRequest:
+        """What an export step's declared options ask for, of the model ``where`` names (``edgeres export``,
+        recipes)."""
+        tflite = ({"io": options.io} if options.io else {}) | ({"compile": "edgetpu"} if options.edgetpu else {})
+        return cls(**options.model_dump(exclude={"io", "edgetpu"}), options=tflite, **where)
 
 
 def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
