@@ -15,7 +15,6 @@ from edgeres.export.formats import FORMATS, PRECISIONS
 Target = Enum("Target", [(name, name) for name in (*FORMATS, "all")], type=str)
 Precision = Enum("Precision", [(name, name) for name in (*PRECISIONS, "all")], type=str)
 Dataset = Enum("Dataset", [(name, name) for name in DATASETS], type=str)
-TfliteIo = Enum("TfliteIo", [(name, name) for name in FORMATS["tflite"].options["io"]], type=str)
 
 
 def values(choices: list[Enum] | None) -> list[str] | None:
