@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from edgeres.numerics import sqnr_db
+
 # An exact match has no noise: its SQNR is reported as this ceiling (fp32 rounding sits near 140 dB).
 CEILING_DB = 150.0
 
@@ -17,14 +19,7 @@ def compare(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
     got = np.asarray(test, np.float64).reshape(len(test), -1)
     if ref.shape != got.shape:
         raise ValueError(f"shapes differ: {ref.shape} and {got.shape}")
-    noise = float(np.mean((ref - got) ** 2))
-    signal = float(np.mean(ref ** 2))
-    if not math.isfinite(noise):
-        sqnr = -CEILING_DB
-    elif noise == 0:
-        sqnr = CEILING_DB
-    else:
-        sqnr = float(np.clip(10 * np.log10(max(signal, 1e-30) / noise), -CEILING_DB, CEILING_DB))
+    sqnr = float(np.clip(sqnr_db(got, ref), -CEILING_DB, CEILING_DB))
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
     dots = np.sum(ref * got, axis=1)
     cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.all(ref == got, axis=1), 1.0, 0.0))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeres.errors import EdgeresError
+from edgeres.numerics import sqnr_db
 
 # int8 files still differ from torch in rounding and accumulation order (and TFLite's io=int8 files in the
 # logits' int8 step): only near-ties flip, which 97 % leaves room for on small subsets.
@@ -26,13 +27,6 @@ THRESHOLDS = {"fp32": 99.5, "fp16": 99.0, "int8": 97.0}
 # ResNet-18 and ResNet-50 (top-1 46-93 %) scored 22.5-44.0 dB; the same files with one conv's weight scale
 # multiplied by 1.5, 2 or 8 scored 19.9 dB at most.
 INT8_MIN_SQNR_DB = 21.0
-
-
-def sqnr_db(values: np.ndarray, reference: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of ``values`` against ``reference``, in dB (inf when equal)."""
-    noise = float(((values.astype(np.float64) - reference) ** 2).sum())
-    signal = float((reference.astype(np.float64) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * float(np.log10(max(signal, 1e-30) / noise))
 
 
 def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -16,13 +16,8 @@ import torch
 from torch import nn
 
 from edgeres.console import progress
+from edgeres.numerics import sqnr_db
 from edgeres.quantize import engine
-
-
-def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of logits, in dB (higher is closer to the reference)."""
-    noise = float(np.mean((reference - test) ** 2))
-    return float("inf") if noise == 0 else float(10 * np.log10(np.mean(reference ** 2) / noise))
 
 
 @torch.no_grad()
@@ -45,7 +40,7 @@ class Evaluator:
 
     def score(self, model: nn.Module) -> dict[str, float]:
         logits = logits_of(model, self.x)
-        return {"top1": top1(logits, self.y), "sqnr_db": sqnr_db(self.reference, logits)}
+        return {"top1": top1(logits, self.y), "sqnr_db": sqnr_db(logits, self.reference)}
 
 
 def analyze(float_model: nn.Module, calibration: torch.Tensor, evaluator: Evaluator, int8_top1: float,
