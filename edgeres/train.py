@@ -48,7 +48,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     augment: bool = True
     erase: float = 0.0  # probability of random erasing (one rectangle set to 0) per training image
-    # mixed precision: "auto" is bf16 where native_bf16(), else off; weights and the optimizer stay float32
+    # mixed precision: "auto" is bf16 where the device computes it natively, else off; weights and the
+    # optimizer stay float32
     amp: str = "auto"
     seed: int = 0
     limit: int | None = None  # train on a seeded subset of this many images (tests, quick runs)
@@ -66,11 +67,12 @@ class TrainConfig:
         if self.amp not in AMP_CHOICES:
             raise EdgeresError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
 
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The dtype ``fit`` computes in under autocast, or None for float32 throughout."""
-        if self.amp == "bf16" or (self.amp == "auto" and native_bf16()):
-            return torch.bfloat16
-        return None
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The dtype ``fit`` computes in on ``device`` under autocast, or None for float32 throughout."""
+        if self.amp == "off":
+            return None
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+        return torch.bfloat16 if self.amp == "bf16" or native else None
 
 
 def set_threads(threads: int | None = None) -> None:
@@ -200,7 +202,7 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
             optimizer, config.lr, total_steps=total_steps, pct_start=0.25)
     else:  # too few steps for a warm-up and a decay phase
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    dtype = config.autocast_dtype()
+    dtype = config.autocast_dtype(device)
     history = []
     best: tuple[float, dict] | None = None
     first = 0
