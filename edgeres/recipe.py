@@ -91,8 +91,8 @@ class TrainStep(_Strict):
     erase: float = Field(0.0, ge=0, le=1, description="Probability of random erasing (one rectangle of each "
                          "training image set to 0).")
     amp: Literal["auto", "bf16", "off"] = Field("auto", description="Mixed precision: bf16 autocast (weights stay "
-                                                "float32); auto uses it where the CPU computes bf16 natively "
-                                                "(AVX512-BF16, AMX).")
+                                                "float32); auto uses it where the device computes bf16 natively "
+                                                "(CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16).")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of the initialization, the shuffling and the subsets.")
     limit: Optional[int] = Field(None, ge=1, description="Train on a seeded subset of this many images.")
     eval_limit: EvalLimit = None
