@@ -4,6 +4,7 @@ variant against the best single-step variant (PTQ int8 of the unpruned model on 
     python benchmarks/tune_resnet18.py --workspace WS [--max-drop 0.5] [--budget-minutes 60]
                                        [--ratios 0.25,0.5] [--targets onnx,openvino,tflite]
                                        [--shrunk] [--limit N] [--val-limit N] [--eval-limit N]
+                                       [--train-epochs N] [--train-limit N]
 
 The FP32 ResNet-18 in WS is used (trained first with the model's defaults when there is none). Both
 figures come from one search, measured by the same bench machinery in the same way: the single-step
@@ -41,13 +42,14 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="fine-tune images (default: all)")
     p.add_argument("--val-limit", type=int, default=2000)
     p.add_argument("--eval-limit", type=int, default=None, help="test images (default: bench's 1,000)")
-    p.add_argument("--train-epochs", type=int, default=None)
+    p.add_argument("--train-epochs", type=int, default=None, help="if WS has no ResNet-18 (default: the model's)")
+    p.add_argument("--train-limit", type=int, default=None, help="if WS has no ResNet-18: training images")
     p.add_argument("--shrunk", action="store_true", help="label the result as a shrunk run")
     args = p.parse_args()
 
     ws = Workspace(args.workspace)
     if ws.latest("train", model="resnet18", dataset="fashion-mnist") is None:
-        run_train(TrainRequest(model="resnet18", config=TrainConfig(epochs=args.train_epochs)), ws)
+        run_train(TrainRequest(model="resnet18", config=TrainConfig(epochs=args.train_epochs, limit=args.train_limit)), ws)
     request = TuneRequest(model="resnet18", device="cpu", max_drop=args.max_drop,
                           budget_minutes=args.budget_minutes, ratios=[float(r) for r in args.ratios.split(",")],
                           targets=args.targets.split(","), precisions=args.precisions.split(","),

@@ -112,3 +112,19 @@ def test_bad_input_is_one_clear_error(tmp_path, args, says):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and says in result.stderr, result.stderr
     assert result.stderr.startswith("error:") and not (tmp_path / "ws").exists()
+
+
+def test_recipe_tune_step_reuses_the_search(searches, tmp_path):
+    """A recipe's ``tune`` step with the same settings runs the same search: every piece is found again."""
+    from edgeres import pipeline, recipe
+
+    ws, _, _, doc, _ = searches
+    path = tmp_path / "tune.yaml"
+    path.write_text("name: tune-test\nmodel: resnet20\nsteps:\n  tune:\n    max_drop: 15\n    ratios: [0.25, 0.5]\n"
+                    "    targets: [onnx, openvino]\n    precisions: [int8]\n    finetune_epochs: 1\n    limit: 1000\n"
+                    "    val_limit: 300\n    eval_limit: 200\n    rounds: 1\n")
+    outcome = pipeline.run(recipe.load(path), ws).outcomes
+    assert [o.step for o in outcome] == ["tune"] and outcome[0].status == "ran"
+    tune = ws.resolve(outcome[0].artifacts[0])
+    results = json.loads((tune.path / "tune.json").read_text())
+    assert results["made"] == [] and results["chosen"] == doc["results"]["chosen"]

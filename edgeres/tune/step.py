@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeres.console import progress_line, say, warn
+from edgeres.console import plain, say, warn
 from edgeres.errors import EdgeresError, first_line
 from edgeres.tune import pareto
 from edgeres.tune.evaluate import Maker, file_val_top1, macs, torch_val_top1, val_images
@@ -93,14 +93,14 @@ class _Search:
             bench, row = self.maker.measured(export)
         except EdgeresError as exc:
             self.records.append(_record(c, "failed", reason=f"failed: {first_line(exc)}", model=source.id))
-            progress_line(f"candidate {c.name}: failed: {first_line(exc)}")
+            plain(f"candidate {c.name}: failed: {first_line(exc)}")
             return
         kind = row.get("latency_kind")
         p50 = row.get("p50_ms") if kind == "measured" else row.get("estimated_p50_ms")
         if row.get("status") == "failed" or p50 is None:
             self.records.append(_record(c, "failed", reason=f"failed on {self.req.device}: {row.get('error')}",
                                         model=source.id, export=export.id, bench=bench.id))
-            progress_line(f"candidate {c.name}: failed on the device: {row.get('error')}")
+            plain(f"candidate {c.name}: failed on the device: {row.get('error')}")
             return
         reused = len(self.maker.made) == before
         record = _record(c, "measured", model=source.id, export=export.id, bench=bench.id, reused=reused,
@@ -111,7 +111,7 @@ class _Search:
         self.records.append(record)
         if c.ratio == 0:
             self.anchor[(c.target, c.precision, c.quant)] = p50
-        progress_line(f"candidate {c.name}: {'reused' if reused else 'measured'}, val top-1 {val:.2f}% "
+        plain(f"candidate {c.name}: {'reused' if reused else 'measured'}, val top-1 {val:.2f}% "
                       f"({self.base_val - val:+.2f} pp drop), p50 {p50:.3g} ms ({kind}), "
                       f"{record['size_bytes'] / 1e6:.2f} MB")
 
