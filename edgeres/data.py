@@ -11,6 +11,7 @@ Fashion-MNIST and CIFAR-10 are small enough to hold in memory as one tensor; Ima
 
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import pickle
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from edgeres import distributed
 from edgeres.data_choices import DATASETS as DATASET_NAMES, VALIDATIONS
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
@@ -333,35 +335,83 @@ def _imagefolder_classes(root: Path) -> tuple[str, ...]:
     return classes
 
 
-class ImageFolderSplit(Dataset):
-    """The images of one folder of class subfolders, labelled by the class order of ``classes``."""
+class UnreadableImage(EdgeresError):
+    """An image file that cannot be decoded. Raised in DataLoader workers too: the loader re-raises it with
+    the worker's traceback as the message, which is cut back to the original message here."""
 
-    def __init__(self, folder: Path, classes: tuple[str, ...], prep: Preprocessing):
-        self.prep = prep
-        self.samples: list[tuple[Path, int]] = []
+    def __init__(self, message: str, hint: str | None = "remove or replace the file"):
+        marker = f"{__name__}.UnreadableImage: "
+        if message.startswith("Caught ") and marker in message:
+            message = message[message.rindex(marker) + len(marker):].splitlines()[0]
+        super().__init__(message, hint=hint)
+
+
+class ImageFolderSplit(Dataset):
+    """The images of one folder of class subfolders, labelled by the class order of ``classes``, decoded one
+    at a time (in DataLoader workers while training). Paths and labels are kept in numpy arrays: a worker
+    reading a Python list of paths would copy it page by page (reference counts), so memory would grow with
+    the dataset. ``augment``: the training view (``training_view``), a random resized crop and flip."""
+
+    def __init__(self, folder: Path, classes: tuple[str, ...], prep: Preprocessing, augment: bool = False):
+        self.prep, self.augment = prep, augment
+        paths, labels = [], []
         for label, name in enumerate(classes):
             files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
                 raise EdgeresError(f"class folder {folder / name} holds no images",
                                    hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}")
-            self.samples += [(path, label) for path in files]
+            paths += [str(p) for p in files]
+            labels += [label] * len(files)
+        self.paths, self.labels = np.array(paths), np.array(labels, np.int64)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        path, label = self.samples[index]
+        path = str(self.paths[index])
         try:
             with Image.open(path) as img:
                 if img.mode not in ("L", "RGB"):
                     img = img.convert("RGB")
-                pixels = np.asarray(img, dtype=np.uint8)
+                pixels = np.array(img, dtype=np.uint8)  # a writable copy, for torch
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise EdgeresError(f"cannot decode image {path}: {exc}", hint="remove or replace the file") from None
-        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-        return to_input(torch.from_numpy(np.ascontiguousarray(pixels))[None], self.prep)[0], label
+            raise UnreadableImage(f"cannot decode image {path}: {exc}") from None
+        image = torch.from_numpy(np.ascontiguousarray(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)))
+        if self.augment:
+            image = _random_resized_crop(image, self.prep.input_size)
+        return to_input(image[None], self.prep)[0], int(self.labels[index])
+
+    def augmented(self) -> ImageFolderSplit:
+        view = copy.copy(self)
+        view.augment = True
+        return view
+
+
+def _random_resized_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """ImageNet training's augmentation (torchvision's reference recipe): a crop of 8-100 % of the area at an
+    aspect ratio of 3/4-4/3, resized to ``size`` (bilinear, antialiased), flipped horizontally half the time."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])(image)
+
+
+def training_view(ds: Dataset) -> Dataset | None:
+    """``ds`` as training reads it, where its container augments its own images: an image folder whose
+    images are resized and center-cropped for evaluation (the ImageNet habit, ``resize`` set) is trained on
+    random resized crops instead. None where training augments the batches itself (shift and flip)."""
+    base, indices = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, None)
+    if not isinstance(base, ImageFolderSplit) or not base.prep.resize:
+        return None
+    view = base.augmented()
+    return view if indices is None else Subset(view, indices)
+
+
+def loader_workers() -> int:
+    """DataLoader worker processes that decode images beside training: the cores this process has, less
+    the one that trains, at most 8 (none on a single core)."""
+    return min(8, max(0, (os.cpu_count() or 1) // distributed.local_world_size() - 1))
 
 
 def _imagefolder(root: Path, split: str, prep: Preprocessing, validation: str) -> Dataset:

@@ -2,8 +2,9 @@
 
 The default recipe is tuned for a 2-core CPU: SGD with Nesterov momentum, a one-cycle learning rate,
 light augmentation done on whole tensors (random shifts, horizontal flips and, when asked, random
-erasing; no data-loader workers), channels-last memory format, bfloat16 autocast where the CPU computes
-bfloat16 natively (``amp="auto"``; the weights stay float32), and a fixed seed.
+erasing), channels-last memory format, bfloat16 autocast where the device computes bfloat16 natively
+(``amp="auto"``; the weights stay float32), and a fixed seed. Images on disk stream through DataLoader
+workers; those resized for evaluation (ImageNet-layout folders) train on random resized crops and flips.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def _erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
 
 
 def _batches(ds: Dataset, batch_size: int, shuffle: bool, gen: torch.Generator | None = None):
+    """Batches of an in-memory dataset by indexing; of images on disk through a DataLoader whose workers
+    decode them, streamed (memory independent of the dataset's size)."""
     if isinstance(ds, torch.utils.data.TensorDataset):
         x, y = ds.tensors
         order = torch.randperm(len(x), generator=gen) if shuffle else torch.arange(len(x))
@@ -117,7 +120,8 @@ def _batches(ds: Dataset, batch_size: int, shuffle: bool, gen: torch.Generator |
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
     else:
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen)
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                              num_workers=data.loader_workers())
 
 
 def _shards(ds: Dataset, batch_size: int, gen: torch.Generator, rank: int, world: int):
@@ -125,17 +129,21 @@ def _shards(ds: Dataset, batch_size: int, gen: torch.Generator, rank: int, world
     batch of ``batch_size`` split into ``world`` interleaved shards; this rank's shard and the global batch's
     size. A last batch smaller than the group is dropped (some rank would get no image)."""
     order = torch.randperm(len(ds), generator=gen)
+    shards = []
     for start in range(0, len(ds), batch_size):
         idx = order[start:start + batch_size]
         if len(idx) < world:
-            return
-        mine = idx[rank::world]
-        if isinstance(ds, torch.utils.data.TensorDataset):
-            x, y = ds.tensors
-            yield x[mine], y[mine], len(idx)
-        else:
-            items = [ds[i] for i in mine.tolist()]
-            yield torch.stack([x for x, _ in items]), torch.as_tensor([y for _, y in items]), len(idx)
+            break
+        shards.append((idx[rank::world], len(idx)))
+    if isinstance(ds, torch.utils.data.TensorDataset):
+        x, y = ds.tensors
+        for mine, size in shards:
+            yield x[mine], y[mine], size
+    else:  # decoded by the loader's workers, this rank's shards in order
+        loader = DataLoader(ds, batch_sampler=[mine.tolist() for mine, _ in shards],
+                            num_workers=data.loader_workers())
+        for (x, y), (_, size) in zip(loader, shards):
+            yield x, y, size
 
 
 def _shard(ds: Dataset, rank: int, world: int) -> Dataset:
@@ -203,6 +211,9 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
     else:  # too few steps for a warm-up and a decay phase
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     dtype = config.autocast_dtype(device)
+    # images on disk that are resized for evaluation train on random resized crops (in the loader's workers)
+    augmented = data.training_view(train_ds) if config.augment else None
+    images = augmented if augmented is not None else train_ds
     history = []
     best: tuple[float, dict] | None = None
     first = 0
@@ -238,10 +249,10 @@ def fit(model: nn.Module, train_ds: Dataset, config: TrainConfig, val_ds: Datase
         for epoch in range(first, config.epochs):
             net.train()
             total, count = 0.0, 0
-            batches = (_batches(train_ds, config.batch_size, True, gen) if world == 1
-                       else _shards(train_ds, config.batch_size, gen, rank, world))
+            batches = (_batches(images, config.batch_size, True, gen) if world == 1
+                       else _shards(images, config.batch_size, gen, rank, world))
             for x, y, *size in batches:
-                if config.augment:
+                if config.augment and augmented is None:
                     x = _augment(x, aug, max(1, x.shape[-1] // 16))
                 if config.erase:
                     x = _erase(x, aug, config.erase)

@@ -197,3 +197,53 @@ def test_imagefolder_data_that_is_a_file_says_so(tmp_path):
     (tmp_path / "imgs.zip").write_bytes(b"PK\x03\x04")
     with pytest.raises(EdgeresError, match="is not a directory"):
         data.dataset_info("imagefolder", tmp_path / "imgs.zip")
+
+
+def _fashion_folder(root, per_class: int, size: int):
+    """Real Fashion-MNIST training images, upscaled to ``size`` (as photos are larger than the input), in
+    an ImageFolder tree of ten classes."""
+    from PIL import Image
+
+    images, labels = data._load_fashion(None, True)
+    for split in ("train", "val"):
+        for label in range(10):
+            folder = root / split / str(label)
+            folder.mkdir(parents=True)
+            for i, index in enumerate(np.flatnonzero(labels == label)[:per_class]):
+                Image.fromarray(images[index, 0]).resize((size, size)).save(folder / f"{i}.png")
+    return root
+
+
+def test_an_imagenet_layout_folder_trains_on_random_resized_crops_and_evaluates_deterministically(tmp_path):
+    import torch
+
+    root = _fashion_folder(tmp_path, per_class=3, size=48)
+    prep = Preprocessing(32, 1, (0.286,), (0.353,), resize=36)  # the ImageNet habit: resize, center crop
+    train = data.load_split("imagefolder", "train", prep, root, validation="test-split")
+    view = data.training_view(train)
+    assert view is not None and len(view) == len(train)
+    first, again = view[5][0], view[5][0]
+    assert first.shape == train[5][0].shape == (1, 32, 32) and view[5][1] == train[5][1]
+    assert not torch.equal(first, again)  # a new crop each time it is read
+    assert torch.equal(train[5][0], train[5][0])  # evaluation, calibration: the center crop, always
+    subset = data.load_split("imagefolder", "train", prep, root, limit=7, validation="test-split")
+    assert len(data.training_view(subset)) == 7
+    assert data.training_view(data.load_split("imagefolder", "train", prep.override(resize=0), root,
+                                              validation="test-split")) is None  # used at its size: shifts
+    assert data.training_view(data.load_split("fashion-mnist", "train", PREP, limit=10)) is None
+
+
+def test_a_broken_image_met_by_a_loader_worker_is_one_clear_message(tmp_path, monkeypatch):
+    from edgeres import models
+    from edgeres.train import TrainConfig, fit
+
+    root = _fashion_folder(tmp_path, per_class=2, size=32)
+    (root / "train" / "3" / "broken.png").write_text("<html>not a png</html>")
+    monkeypatch.setattr(data, "loader_workers", lambda: 1)
+    train = data.load_split("imagefolder", "train", Preprocessing(32, 1, (0.5,), (0.5,)), root,
+                            validation="test-split")
+    with pytest.raises(data.UnreadableImage) as caught:
+        fit(models.build("resnet20", 10, 1), train, TrainConfig(epochs=1, batch_size=8))
+    message = str(caught.value)
+    assert message.startswith("cannot decode image ") and "broken.png" in message
+    assert "Traceback" not in message and "worker" not in message and "hint: remove or replace" in message
