@@ -55,8 +55,9 @@ def _caption(results: dict[str, Any]) -> str:
     if results["chosen"]:
         lines.append(f"chosen: {results['chosen']}")
         if results["speedup_vs_single_step"]:
+            kind = next(r for r in results["candidates"] if r["name"] == results["chosen"])["latency_kind"]
             lines.append(f"{results['speedup_vs_single_step']:.2f}x the p50 of the best single-step variant "
-                         f"({results['single_step']})")
+                         f"({results['single_step']})" + ("" if kind == "measured" else f", both {kind}"))
         lines.append("lineage: " + " <- ".join(f"{a['id']} ({a['kind']})" for a in results["lineage"]))
     else:
         lines.append(f"no measured candidate kept val top-1 within {results['max_drop_pp']:g} pp")

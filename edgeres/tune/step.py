@@ -111,7 +111,7 @@ class _Search:
         self.records.append(record)
         if c.ratio == 0:
             self.anchor[(c.target, c.precision, c.quant)] = p50
-        plain(f"candidate {c.name}: {'reused' if reused else 'measured'}, val top-1 {val:.2f}% "
+        plain(f"candidate {c.name}: {'reused' if reused else kind}, val top-1 {val:.2f}% "
                       f"({self.base_val - val:+.2f} pp drop), p50 {p50:.3g} ms ({kind}), "
                       f"{record['size_bytes'] / 1e6:.2f} MB")
 
