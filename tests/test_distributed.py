@@ -137,3 +137,24 @@ def test_bad_distributed_input_is_one_clear_message(tmp_path, args, needle):
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not tmp_path.exists() or not any(p for p in tmp_path.iterdir() if p.name != ".cache"), \
         list(tmp_path.iterdir())
+
+
+def test_prune_fine_tuning_and_qat_run_as_ddp_and_write_one_artifact(tmp_path):
+    ws = tmp_path / "ws"
+    assert run_cli(*SMALL, "--epochs", "1", workspace=ws).returncode == 0
+    before = {a.id for a in Workspace(ws).artifacts()}
+    ptq = run_cli("quantize", "resnet20", "--int8", "--nproc", "2", workspace=ws)
+    assert ptq.returncode != 0 and "add --qat" in ptq.stderr and "Traceback" not in ptq.stderr
+    steps = {"prune": ("prune", "resnet20", "--ratio", "0.5", "--finetune-epochs", "1", "--limit", "256",
+                       "--val-limit", "100", "--eval-limit", "100", "--nproc", "2"),
+             "quantize": ("quantize", "resnet20", "--int8", "--qat", "--epochs", "1", "--train-limit", "256",
+                          "--calib-samples", "32", "--val-limit", "100", "--eval-limit", "100", "--nproc", "2")}
+    for kind, args in steps.items():
+        result = run_cli(*args, workspace=ws)
+        assert result.returncode == 0, result.stderr[-2000:]
+        new = [a for a in Workspace(ws).artifacts() if a.id not in before]
+        assert [a.kind for a in new] == [kind], [a.id for a in new]  # written once, by rank 0
+        assert result.stdout.strip() == str(new[0].path)  # printed once
+        assert result.stderr.count("epoch 1/1") == 1  # rank 0's progress only
+        before.add(new[0].id)
+    assert not list(ws.glob(".pending-*")) and not list(ws.glob(".tmp-*"))

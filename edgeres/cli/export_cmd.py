@@ -23,11 +23,12 @@ def export(
     """Export to ONNX, OpenVINO IR and/or TFLite, and verify each file in its runtime."""
     from rich.text import Text
 
-    from edgeres.console import show, table
+    from edgeres.console import show, stdout_to_stderr, table
     from edgeres.export.step import ExportRequest, run_export
 
     request = ExportRequest.of(options, model=model, output=output, force=force, data_dir=data)
-    artifacts = run_export(request, workspace(workspace_dir))
+    with stdout_to_stderr():  # converters' and NNCF's output: stdout is the table alone
+        artifacts = run_export(request, workspace(workspace_dir))
     shown = table("format", "precision", "size MB", "top-1 %", "agreement %", "max |diff|", "artifact")
     for a in artifacts:
         m, v = a.manifest, a.manifest["metrics"].get("verify", {})

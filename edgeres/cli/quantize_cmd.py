@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, TrustPickleOpt, WorkspaceOpt,
-                                 workspace)
+from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, DatasetOpt, NprocOpt, TrustPickleOpt, WorkspaceOpt,
+                                 spread, workspace)
 from edgeres.cli.options import step_options
 from edgeres.recipe import QuantizeStep
 
@@ -22,9 +22,12 @@ def quantize(
     trust_pickle: TrustPickleOpt = False,
     dataset: DatasetOpt = None,
     data: DataDirOpt = None,
+    nproc: NprocOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
 ) -> None:
-    """Quantize a model to int8: post-training (default) or --qat, with an optional accuracy budget."""
+    """Quantize a model to int8: post-training (default) or --qat, with an optional accuracy budget.
+
+    With --qat, --nproc N (or torchrun) runs QAT's training as DDP; every process calibrates alike."""
     from edgeres.errors import EdgeresError
 
     if precision is not None and precision != "int8":
@@ -33,13 +36,22 @@ def quantize(
     if not (int8 or precision == "int8"):
         raise EdgeresError("say which precision: --int8", hint=f"edgeres quantize {model} --int8")
 
-    from edgeres.quantize.step import QuantizeRequest, run_quantize
-
     if qat:
         options = options.model_copy(update={"method": "qat"})
+    if nproc not in (None, 1) and options.method != "qat":
+        raise EdgeresError("--nproc spreads training over processes: post-training quantization has none",
+                           hint="add --qat, or leave out --nproc")
+    spread(nproc)
+    from edgeres import distributed
+    from edgeres.console import stdout_to_stderr
+    from edgeres.quantize.step import QuantizeRequest, run_quantize
+
     request = QuantizeRequest.of(options, model=model, dataset=dataset and dataset.value, data_dir=data,
                                  weights=weights, trust_pickle=trust_pickle)
-    artifact = run_quantize(request, workspace(workspace_dir))
+    with distributed.joined(), stdout_to_stderr():  # NNCF's progress bars too: stdout is the path alone
+        artifact = run_quantize(request, workspace(workspace_dir))
+    if not distributed.is_main():
+        return
     if options.analyze and (artifact.path / "sensitivity.json").is_file():
         _print_sensitivity(artifact.path / "sensitivity.json")
     print(artifact.path)

@@ -25,6 +25,7 @@ def train(
 ) -> None:
     """Train an FP32 model; the checkpoint becomes a `train` artifact in the workspace."""
     from edgeres import distributed
+    from edgeres.console import stdout_to_stderr
 
     if resume and distributed.is_main():  # before any process starts; rank 0 holds the checkpoints
         workspace(workspace_dir).check_resumable()
@@ -32,7 +33,7 @@ def train(
     from edgeres.train import TrainRequest, run_train
 
     request = TrainRequest.of(model=model, origin=origin, options=options, resume=resume)
-    with distributed.joined():
+    with distributed.joined(), stdout_to_stderr():  # stdout: the artifact's path alone
         artifact = run_train(request, workspace(workspace_dir))
     if distributed.is_main():
         print(artifact.path)
@@ -53,10 +54,13 @@ def import_(
 
     Give the preprocessing it was trained with (--mean/--std/--input-size); quantize, prune, export and bench
     then take it like a model edgeres trained."""
+    from edgeres.console import stdout_to_stderr
     from edgeres.train import TrainRequest, run_import
 
     origin = origin.model_copy(update={"weights": weights})
-    print(run_import(TrainRequest.of(model=model, origin=origin, options=options), workspace(workspace_dir)).path)
+    with stdout_to_stderr():
+        artifact = run_import(TrainRequest.of(model=model, origin=origin, options=options), workspace(workspace_dir))
+    print(artifact.path)
 
 
 def eval_(
