@@ -414,6 +414,20 @@ def loader_workers() -> int:
     return min(8, max(0, (os.cpu_count() or 1) // distributed.local_world_size() - 1))
 
 
+def loader_options() -> dict:
+    """A DataLoader's worker settings: ``loader_workers()`` of them. Forked workers share this process's
+    memory until something writes to it; the garbage collector's passes write to every object they visit,
+    so objects that exist now are frozen out of them (``gc.freeze``): the workers do not copy the trainer's
+    memory page by page over an epoch."""
+    import gc
+
+    workers = loader_workers()
+    if workers:
+        gc.collect()
+        gc.freeze()
+    return {"num_workers": workers}
+
+
 def _imagefolder(root: Path, split: str, prep: Preprocessing, validation: str) -> Dataset:
     classes = _imagefolder_classes(root)
     folders = {"train": root / "train", "test": root / "val"}

@@ -120,8 +120,7 @@ def _batches(ds: Dataset, batch_size: int, shuffle: bool, gen: torch.Generator |
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
     else:
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                              num_workers=data.loader_workers())
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, **data.loader_options())
 
 
 def _shards(ds: Dataset, batch_size: int, gen: torch.Generator, rank: int, world: int):
@@ -140,8 +139,7 @@ def _shards(ds: Dataset, batch_size: int, gen: torch.Generator, rank: int, world
         for mine, size in shards:
             yield x[mine], y[mine], size
     else:  # decoded by the loader's workers, this rank's shards in order
-        loader = DataLoader(ds, batch_sampler=[mine.tolist() for mine, _ in shards],
-                            num_workers=data.loader_workers())
+        loader = DataLoader(ds, batch_sampler=[mine.tolist() for mine, _ in shards], **data.loader_options())
         for (x, y), (_, size) in zip(loader, shards):
             yield x, y, size
 

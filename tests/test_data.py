@@ -239,7 +239,7 @@ def test_a_broken_image_met_by_a_loader_worker_is_one_clear_message(tmp_path, mo
 
     root = _fashion_folder(tmp_path, per_class=2, size=32)
     (root / "train" / "3" / "broken.png").write_text("<html>not a png</html>")
-    monkeypatch.setattr(data, "loader_workers", lambda: 1)
+    monkeypatch.setattr(data, "loader_workers", lambda: 1)  # a worker process even on one core
     train = data.load_split("imagefolder", "train", Preprocessing(32, 1, (0.5,), (0.5,)), root,
                             validation="test-split")
     with pytest.raises(data.UnreadableImage) as caught:
