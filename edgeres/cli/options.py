@@ -20,7 +20,6 @@ import annotated_types
 import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from edgeres.errors import EdgeresError
 
