@@ -158,3 +158,13 @@ def test_prune_fine_tuning_and_qat_run_as_ddp_and_write_one_artifact(tmp_path):
         assert result.stderr.count("epoch 1/1") == 1  # rank 0's progress only
         before.add(new[0].id)
     assert not list(ws.glob(".pending-*")) and not list(ws.glob(".tmp-*"))
+
+
+def test_an_image_folder_streams_to_two_processes(containers, tmp_path):
+    """Images decoded as they train (not loaded whole), each rank reading its shard of every batch."""
+    args = ("train", "resnet20", "--dataset", "imagefolder", "--data", str(containers["imagefolder"]), "--limit",
+            "256", "--batch-size", "64", "--lr", "0.05", "--eval-limit", "100", "--epochs", "1")
+    result = run_cli(*args, "--nproc", "2", workspace=tmp_path / "ws")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = _only_artifact(tmp_path / "ws").manifest["metrics"]
+    assert metrics["processes"] == 2 and metrics["train_images"] == 256 and metrics["test"]["n"] == 100
