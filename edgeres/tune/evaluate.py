@@ -78,9 +78,9 @@ class Maker:
         from edgeres.quantize.step import QuantizeRequest, run_quantize
 
         r = self.req
-        request = QuantizeRequest(model=model.id, calib_samples=r.calib_samples, qat=quant == "qat",
-                                  epochs=r.qat_epochs, train_limit=r.limit, val_limit=r.val_limit,
-                                  eval_limit=r.eval_limit, data_dir=r.data_dir)
+        qat = {"qat": True, "epochs": r.qat_epochs, "train_limit": r.limit} if quant == "qat" else {}  # PTQ: unused
+        request = QuantizeRequest(model=model.id, calib_samples=r.calib_samples, val_limit=r.val_limit,
+                                  eval_limit=r.eval_limit, data_dir=r.data_dir, **qat)
         found = self._find("quantize", model, asdict(request))
         if found is not None:
             say(f"{quant.upper()} int8 of {model.id}: reusing {found.id}")
