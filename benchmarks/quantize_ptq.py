@@ -105,7 +105,7 @@ def main() -> None:
     rows.append(row("onnxruntime quantize_static (QDQ, per-channel, u8/s8)", seconds, peer))
     if args.qat:
         start = time.perf_counter()
-        qat = run_quantize(QuantizeRequest(model=source.id, qat=True, epochs=1, estimator=chosen["estimator"],
+        qat = run_quantize(QuantizeRequest(model=source.id, method="qat", epochs=1, estimator=chosen["estimator"],
                                            bias_correction=chosen["bias_correction"]), ws)
         m = qat.manifest["metrics"]
         rows.append({"method": "edgeres QAT (1 epoch, from the chosen PTQ)", "seconds": time.perf_counter() - start,

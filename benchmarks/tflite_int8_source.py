@@ -141,7 +141,7 @@ def main() -> None:
                          **measure(reference, reference, labels)})
             for target, io in (("onnx", None), ("tflite", "int8"), ("tflite", "float")):
                 (export,) = run_export(ExportRequest(targets=[target], precisions=["int8"], model=source.id,
-                                                     options={"io": io} if io else {}, verify=False), ws)
+                                                     io=io, verify=False), ws)
                 session = open_session(export.path / export.manifest["file"], threads=args.threads)
                 label = f"{target} int8" + (f" (io={io})" if io else "") + ", from the quantize artifact"
                 rows.append({"model": name, "file": label,

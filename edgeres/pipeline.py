@@ -285,7 +285,7 @@ def _tune(recipe: Recipe, o, ws: Workspace, current, result) -> list[Artifact]:
     from edgeres.tune import TuneRequest, run_tune
 
     source = next((current[s][0].id for s in ("train", "import") if s in current), None)  # not a pruned one
-    return [run_tune(TuneRequest(model=source or recipe.model, data_dir=recipe.data, **o.model_dump()), ws).artifact]
+    return [run_tune(TuneRequest(**o.model_dump(), model=source or recipe.model, data_dir=recipe.data), ws).artifact]
 
 
 _RUNNERS: dict[str, Callable[..., list[Artifact]]] = {

@@ -30,84 +30,44 @@ import json
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
-from edgeres.recipe import PruneStep
+from edgeres.recipe import MAX_EPOCHS, PruneStep
+from edgeres.request import Request
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
-STRUCTURED = ("l1", "l2", "taylor", "bn-scale")
-METHODS = STRUCTURED + ("magnitude",)
 DEFAULT_RATIO = 0.3
-MAX_STEPS = 100  # --iterative: each step prunes and fine-tunes
-MAX_EPOCHS = 10_000
 TAYLOR_IMAGES = 512  # training images whose loss gradient ranks channels for --method taylor
 RECALIBRATION_IMAGES = 2000  # training images that re-estimate BatchNorm statistics after each step
 
 
-@dataclass(kw_only=True)
-class PruneRequest:
-    """What ``edgeres prune`` asks for."""
+class PruneRequest(Request, PruneStep):
+    """What ``edgeres prune`` asks for: a prune step's options, of one model."""
 
     model: str  # model name (its latest FP32 train artifact) or an artifact id / path
-    ratio: float | None = None  # structured methods: fraction of channels to remove (default 0.3)
-    method: str = "l1"
-    global_pruning: bool = False
-    finetune_epochs: int = 3  # after each pruning step
-    iterative: int = 1  # pruning steps, each removing an equal share and followed by fine-tuning
-    lr: float = 0.01  # peak fine-tune learning rate (one-cycle)
-    round_to: int | None = None  # keep channel counts multiples of this; None: the model's default, 1: off
-    limit: int | None = None  # fine-tune on a seeded subset of the training images
-    val_limit: int | None = 2000  # validation images that pick the best fine-tune epoch
-    eval_limit: int | None = None
-    dataset: str | None = None  # None: the model's own (fashion-mnist when one must be trained first)
-    data_dir: Path | None = None  # None: the directory recorded in the model's lineage
-    train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
-    sparsity: float | None = None  # magnitude method: fraction of conv/linear weights set to zero
+    dataset: Optional[str] = None  # None: the model's own (fashion-mnist when one must be trained first)
+    data_dir: Optional[Path] = None  # None: the directory recorded in the model's lineage
+    train_epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS)  # if an FP32 model must be trained first
+
+    @property
+    def global_pruning(self) -> bool:
+        return self.scope == "global"
 
     @classmethod
     def of(cls, options: PruneStep, **where) -> PruneRequest:
         """What a prune step's declared options ask for, of the model ``where`` names (``edgeres prune``,
         recipes)."""
-        return cls(**options.model_dump(exclude={"scope"}), global_pruning=options.scope == "global", **where)
-
-
-def _validate(req: PruneRequest) -> PruneRequest:
-    """Check the request; returns it with the default ratio filled in for structured methods."""
-    if req.method not in METHODS:
-        raise EdgeresError(f"unknown pruning method {req.method!r}", hint=f"choose one of: {', '.join(METHODS)}")
-    if req.method == "magnitude":
-        if req.ratio is not None:
-            raise EdgeresError("--ratio removes channels; --method magnitude takes --sparsity instead")
-        if req.sparsity is None or not 0 < req.sparsity < 1:
-            raise EdgeresError(f"--method magnitude needs --sparsity strictly between 0 and 1, got {req.sparsity}",
-                               hint="it is the fraction of weights to set to zero, e.g. --sparsity 0.5")
-    else:
-        if req.sparsity is not None:
-            raise EdgeresError("--sparsity is for --method magnitude; structured methods take --ratio")
-        if req.ratio is None:
-            req = replace(req, ratio=DEFAULT_RATIO)
-        if not 0 < req.ratio < 1:
-            raise EdgeresError(f"--ratio must lie strictly between 0 and 1, got {req.ratio}",
-                               hint="it is the fraction of channels to remove, e.g. --ratio 0.3")
-    if not 1 <= req.iterative <= MAX_STEPS:
-        raise EdgeresError(f"--iterative must lie in [1, {MAX_STEPS}] steps, got {req.iterative}")
-    if not 0 <= req.finetune_epochs <= MAX_EPOCHS:
-        raise EdgeresError(f"--finetune-epochs must lie in [0, {MAX_EPOCHS}], got {req.finetune_epochs}")
-    if not (math.isfinite(req.lr) and 0 < req.lr <= 10):
-        raise EdgeresError(f"--lr must be a number in (0, 10], got {req.lr}")
-    if req.round_to is not None and req.round_to < 1:
-        raise EdgeresError("--round-to must be at least 1")
-    return req
+        return cls(**options.model_dump(), **where)
 
 
 def _source(req: PruneRequest, ws: Workspace) -> Artifact:
@@ -311,7 +271,8 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
 
     from edgeres.train import evaluate, load_fp32, set_threads
 
-    req = _validate(req)
+    if req.ratio is None and req.method != "magnitude":
+        req = req.model_copy(update={"ratio": DEFAULT_RATIO})
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
@@ -319,7 +280,7 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
     spec = models.get_spec(arch["name"])
     family = spec.family
     if req.round_to is None and req.method != "magnitude" and spec.prune_round_to:
-        req = replace(req, round_to=spec.prune_round_to)
+        req = req.model_copy(update={"round_to": spec.prune_round_to})
         say(f"channel counts kept multiples of {req.round_to} (the {arch['name']} default; --round-to 1 turns it off)")
     prep = Preprocessing.from_dict(manifest["preprocessing"])
     model = load_fp32(source)
@@ -373,7 +334,7 @@ def run_prune(req: PruneRequest, ws: Workspace) -> Artifact:
                     "compressed_bytes_after": _compressed_bytes(model)}
         report["layers"] = [{"layer": n, "sparsity": round(float((m.weight == 0).float().mean()), 4)}
                             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
+    config = req.model_dump(mode="json")
     with ws.create("prune", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=pruned_arch, preprocessing=prep.to_dict(), classes=manifest.get("classes"),
                    precision="fp32", method=req.method, data=images.to_manifest()) as art:

@@ -23,6 +23,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.yamlfile import read_mapping
 
+MAX_EPOCHS = 10_000
 STEP_ORDER = ("import", "train", "prune", "quantize", "export", "bench", "tune")
 
 
@@ -81,8 +82,11 @@ class ImportStep(_Strict):
     eval_limit: EvalLimit = None
 
 
-class TrainStep(_Strict):
-    epochs: Optional[int] = Field(None, ge=0, le=10000, description="Training epochs; default: the model's (13 "
+class Training(_Strict):
+    """How a network trains: the ``train`` step's options, which ``train.TrainConfig`` extends for the
+    fine-tuning inside prune and QAT."""
+
+    epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS, description="Training epochs; default: the model's (13 "
                                   "for the ImageNet layout, 8 for CIFAR ResNets).")
     batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
     lr: float = Field(0.1, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
@@ -95,6 +99,9 @@ class TrainStep(_Strict):
                                                 "(CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16).")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of the initialization, the shuffling and the subsets.")
     limit: Optional[int] = Field(None, ge=1, description="Train on a seeded subset of this many images.")
+
+
+class TrainStep(Training):
     eval_limit: EvalLimit = None
 
 
@@ -108,7 +115,7 @@ class PruneStep(_Strict):
                                       "zero. Shrinks a compressed file, rarely latency.")
     scope: Literal["uniform", "global"] = Field("uniform", description="Remove the same fraction from every "
                                                 "layer, or rank channels across all layers.")
-    finetune_epochs: int = Field(3, ge=0, le=10000, description="Fine-tune epochs after each pruning step (the "
+    finetune_epochs: int = Field(3, ge=0, le=MAX_EPOCHS, description="Fine-tune epochs after each pruning step (the "
                                  "best by validation accuracy is kept).")
     iterative: int = Field(1, ge=1, le=100, description="Prune in this many equal steps, fine-tuning after each.")
     lr: float = Field(0.01, gt=0, le=10, description="Peak fine-tune learning rate (one-cycle).")
@@ -119,6 +126,16 @@ class PruneStep(_Strict):
     val_limit: ValLimit = 2000
     eval_limit: EvalLimit = None
 
+    @model_validator(mode="after")
+    def _amount(self) -> "PruneStep":
+        if self.method == "magnitude" and self.ratio is not None:
+            raise ValueError("ratio removes channels; method magnitude takes sparsity instead")
+        if self.method == "magnitude" and self.sparsity is None:
+            raise ValueError("method magnitude needs sparsity: the fraction of weights to set to zero, e.g. 0.5")
+        if self.method != "magnitude" and self.sparsity is not None:
+            raise ValueError("sparsity is for method magnitude; the structured methods take ratio")
+        return self
+
 
 class QuantizeStep(_Strict):
     method: Literal["ptq", "qat"] = Field("ptq", description="Post-training quantization, or quantization-aware "
@@ -128,7 +145,7 @@ class QuantizeStep(_Strict):
         "default", description="Activation range estimator.")
     bias_correction: Literal["none", "fast"] = Field("none", description="NNCF's fast bias correction, or none "
                                                      "(fast cost accuracy on BN-folded ResNets here).")
-    epochs: int = Field(1, ge=1, le=10000, description="QAT epochs (the best by validation accuracy is kept).")
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="QAT epochs (the best by validation accuracy is kept).")
     lr: float = Field(0.002, gt=0, le=10, description="QAT peak learning rate.")
     max_drop: Optional[float] = Field(None, ge=0, le=100, description="Accuracy budget in percentage points: keep "
                                       "the most sensitive layers in float until it holds.")
@@ -164,11 +181,9 @@ class ExportStep(_Strict):
         return self
 
 
-class BenchStep(_Strict):
-    devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, json_schema_extra={"flag": "--device"},
-                               description="Device profile name (see `edgeres devices`) or a profile .yaml; "
-                               "repeat it for a fleet: each device benched in turn, one report with a row group "
-                               "per device.")
+class Measuring(_Strict):
+    """What bench measures and how, on any one device: the ``bench`` step's options less its devices."""
+
     targets: Optional[Targets] = Field(None, min_length=1, json_schema_extra={"flag": "--target"},
                                        description="Formats to measure (repeatable); default: all exported.")
     precisions: Optional[Precisions] = Field(None, min_length=1, json_schema_extra={"flag": "--precision"},
@@ -199,24 +214,45 @@ class BenchStep(_Strict):
         return {key: value for key, value in given.items() if value is not None}
 
 
-class TuneStep(_Strict):
-    """``edgeres tune`` in a recipe: the fastest variant of the recipe's FP32 model within ``max_drop``."""
+class BenchStep(Measuring):
+    devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, json_schema_extra={"flag": "--device"},
+                               description="Device profile name (see `edgeres devices`) or a profile .yaml; "
+                               "repeat it for a fleet: each device benched in turn, one report with a row group "
+                               "per device.")
 
-    device: str = Field("cpu", description="Device profile the candidates are measured on.")
-    max_drop: float = Field(ge=0, le=100, description="Val top-1 the chosen variant may lose, percentage points.")
-    budget_minutes: Optional[float] = Field(None, gt=0, description="Start no new work after this; None: no limit.")
-    ratios: list[float] = Field(default_factory=lambda: [0.25, 0.5], description="Pruning ratios besides 0.")
-    targets: list[Literal["onnx", "openvino", "tflite"]] = Field(
-        default_factory=lambda: ["onnx", "openvino", "tflite"], min_length=1)
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"],
-                                                               min_length=1)
-    qat: bool = Field(False, description="Also QAT for every int8 candidate's model.")
-    qat_epochs: int = Field(1, ge=1, le=10000)
-    finetune_epochs: int = Field(3, ge=0, le=10000, description="After pruning, once per ratio.")
-    limit: Optional[int] = Field(None, ge=1, description="Fine-tune and QAT on this many training images.")
-    val_limit: Optional[int] = Field(2000, ge=1, description="Validation images every decision is taken on.")
-    eval_limit: Optional[int] = Field(None, ge=1)
-    rounds: int = Field(3, ge=1, le=100, description="Latency rounds per candidate.")
+
+class TuneStep(_Strict):
+    """``edgeres tune``'s search, and a recipe's ``tune`` step: the fastest variant of the FP32 model within
+    ``max_drop``."""
+
+    device: str = Field("cpu", description="Device profile the candidates are measured on (see `edgeres devices`); "
+                        "one that cannot be used now gives labelled estimates, as bench does.")
+    max_drop: float = Field(ge=0, le=100, description="Accuracy budget: the val top-1 (percentage points) the "
+                            "chosen variant may lose against the FP32 model.")
+    budget_minutes: Optional[float] = Field(None, gt=0, le=100000, description="Start no new work after this many "
+                                            "minutes; run again to go on (finished candidates are reused).")
+    ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.25, 0.5], json_schema_extra={"flag": "--ratio"},
+        description="Pruning ratios to try besides the unpruned model (repeatable).")
+    targets: Targets = Field(default_factory=lambda: list(FORMATS), min_length=1, json_schema_extra={"flag": "--target"},
+                             description="Formats searched (repeatable).")
+    precisions: Precisions = Field(default_factory=lambda: list(PRECISIONS), min_length=1,
+                                   json_schema_extra={"flag": "--precision"},
+                                   description="Precisions searched (repeatable).")
+    qat: bool = Field(False, description="Also quantization-aware training for every int8 candidate's model.")
+    qat_epochs: int = Field(1, ge=1, le=MAX_EPOCHS, description="QAT epochs.")
+    finetune_epochs: int = Field(3, ge=0, le=MAX_EPOCHS, description="Fine-tune epochs after pruning (once per ratio).")
+    limit: Optional[int] = Field(None, ge=1, description="Fine-tune and QAT on a seeded subset of the training images.")
+    val_limit: ValLimit = 2000
+    eval_limit: EvalLimit = None
+    rounds: int = Field(3, ge=1, le=100, description="Latency rounds per candidate, each in a fresh process.")
+
+    @model_validator(mode="after")
+    def _search(self) -> "TuneStep":
+        self.targets = formats(self.targets)
+        if self.qat and "int8" not in self.precisions:
+            raise ValueError("qat makes int8 models: add the precision int8")
+        return self
 
 
 class Steps(_Strict):

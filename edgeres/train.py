@@ -13,25 +13,24 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
 from edgeres import data, distributed, models
 from edgeres.console import progress, progress_line, say
 from edgeres.errors import EdgeresError
 from edgeres.preprocessing import Preprocessing
-from edgeres.recipe import ImportStep, Origin, TrainStep
+from edgeres.recipe import EvalLimit, ImportStep, Origin, Training, TrainStep
+from edgeres.request import Request
 from edgeres.workspace import CHECKPOINT, Artifact, NoSuchArtifact, Workspace
 
 
-MAX_EPOCHS = 10_000
-AMP_CHOICES = ("auto", "bf16", "off")
 
 
 def native_bf16() -> bool:
@@ -39,34 +38,11 @@ def native_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-@dataclass
-class TrainConfig:
-    epochs: int | None = None  # None: the model's default (ModelSpec.default_epochs)
-    batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    # 0.1 bounds the logits, which full-integer int8 files (TFLite) quantize with one per-tensor scale
-    label_smoothing: float = 0.1
-    augment: bool = True
-    erase: float = 0.0  # probability of random erasing (one rectangle set to 0) per training image
-    # mixed precision: "auto" is bf16 where the device computes it natively, else off; weights and the
-    # optimizer stay float32
-    amp: str = "auto"
-    seed: int = 0
-    limit: int | None = None  # train on a seeded subset of this many images (tests, quick runs)
+class TrainConfig(Request, Training):
+    """How ``fit`` trains: the train step's options, and what only the library sets."""
 
-    def __post_init__(self) -> None:
-        """NaN, infinite and unbounded values are refused wherever a config comes from."""
-        if not (math.isfinite(self.lr) and 0 < self.lr <= 10):
-            raise EdgeresError(f"--lr must be a number in (0, 10], got {self.lr}")
-        if not (math.isfinite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
-            raise EdgeresError(f"--label-smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if self.epochs is not None and not 0 <= self.epochs <= MAX_EPOCHS:
-            raise EdgeresError(f"--epochs must lie in [0, {MAX_EPOCHS}], got {self.epochs}")
-        if not (math.isfinite(self.erase) and 0 <= self.erase <= 1):
-            raise EdgeresError(f"--erase must lie in [0, 1], got {self.erase}")
-        if self.amp not in AMP_CHOICES:
-            raise EdgeresError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    augment: bool = True  # random shifts and flips (random resized crops for resized image folders)
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The dtype ``fit`` computes in on ``device`` under autocast, or None for float32 throughout."""
@@ -330,41 +306,28 @@ def evaluate(model: nn.Module, ds: Dataset) -> dict[str, float]:
 
 
 # -- the train step ------------------------------------------------------------------------------
-@dataclass(kw_only=True)
-class TrainRequest:
-    """What ``edgeres train`` and ``edgeres import`` ask for."""
+class TrainRequest(Request, Origin):
+    """What ``edgeres train`` and ``edgeres import`` ask for: the model, where it comes from (``Origin``: data,
+    preprocessing, checkpoint) and how it trains."""
 
     model: str
-    dataset: str = "fashion-mnist"
-    data_dir: Path | None = None
-    weights: str | None = None  # "imagenet" or a checkpoint file
-    num_classes: int | None = None
-    input_size: int | None = None
-    resize: int | None = None  # shorter side of other-sized images before the center crop; 0: none
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    # where decisions are made (data.VALIDATIONS); None: test-split for a checkpoint file (it may have
-    # seen every training image), else holdout
-    validation: str | None = None
-    eval_limit: int | None = None
-    config: TrainConfig = field(default_factory=TrainConfig)
-    trust_pickle: bool = False  # --trust-pickle: load a checkpoint holding pickled objects (runs its code)
+    eval_limit: EvalLimit = None
+    config: TrainConfig = Field(default_factory=TrainConfig)
     resume: bool = False  # --resume: continue the interrupted run of this configuration from its last epoch
 
     @classmethod
     def of(cls, *, model: str, origin: Origin, options: TrainStep | ImportStep, resume: bool = False) -> TrainRequest:
         """What a train or import step's declared options ask for (``edgeres train``/``import``, recipes)."""
-        given = {name: getattr(origin, name) for name in Origin.model_fields if name != "data"}
         config = TrainConfig(**options.model_dump(exclude={"eval_limit"}))
-        return cls(model=model, data_dir=origin.data, **given, eval_limit=options.eval_limit, config=config,
-                   resume=resume)
+        return cls(**origin.model_dump(include=set(Origin.model_fields)), model=model, eval_limit=options.eval_limit,
+                   config=config, resume=resume)
 
 
 def prepare(req: TrainRequest) -> tuple[models.ModelSpec, data.DataSource, Preprocessing, int]:
     """Resolve model spec, data, preprocessing and class count, failing early and clearly."""
     spec = models.get_spec(req.model)
     validation = req.validation or ("test-split" if req.weights not in (None, "imagenet") else "holdout")
-    source = data.open_source(req.dataset, req.data_dir, validation)
+    source = data.open_source(req.dataset, req.data, validation)
     info = source.info()
     try:
         prep = models.default_preprocessing(spec, info).override(input_size=req.input_size, mean=req.mean,
@@ -383,7 +346,7 @@ def run_train(req: TrainRequest, workspace: Workspace) -> Artifact:
     accuracy, as a ``train`` artifact. With 0 epochs and a checkpoint it is ``run_import``."""
     spec = models.get_spec(req.model)
     if req.config.epochs is None:
-        req = replace(req, config=replace(req.config, epochs=spec.default_epochs))
+        req = req.model_copy(update={"config": req.config.model_copy(update={"epochs": spec.default_epochs})})
         say(f"training {spec.name} for {spec.default_epochs} epochs (its default)")
     if req.config.epochs < 0:
         raise EdgeresError("--epochs must be >= 0")
@@ -400,7 +363,8 @@ def run_import(req: TrainRequest, workspace: Workspace) -> Artifact:
     if req.weights in (None, "imagenet"):
         raise EdgeresError("import needs --weights FILE, a checkpoint of the model",
                            hint="ImageNet weights fine-tune to a dataset: `edgeres train MODEL --weights imagenet`")
-    return _run(replace(req, config=replace(req.config, epochs=0)), workspace, imported=True)
+    return _run(req.model_copy(update={"config": req.config.model_copy(update={"epochs": 0})}), workspace,
+                imported=True)
 
 
 def _run(req: TrainRequest, workspace: Workspace, imported: bool) -> Artifact:
@@ -412,7 +376,7 @@ def _run(req: TrainRequest, workspace: Workspace, imported: bool) -> Artifact:
     say(f"loading {source.dataset} from {source.root} ({prep.describe()})")
     say(f"splits: {data.VALIDATIONS[source.validation]}")
     test_ds = source.load("test", prep, req.eval_limit)
-    config = asdict(req.config) | {"weights": req.weights, "validation": source.validation}
+    config = req.config.model_dump() | {"weights": req.weights, "validation": source.validation}
     with workspace.create("train", model=spec.name, dataset=source.dataset, config=config,
                           architecture={"name": spec.name, "num_classes": classes, "in_channels": prep.channels},
                           preprocessing=prep.to_dict(), classes=list(source.info().classes), precision="fp32",
@@ -467,7 +431,7 @@ def fp32_model(ws: Workspace, ref: str, *, kinds: tuple[str, ...], dataset: str 
     if source is None:
         dataset = dataset or "fashion-mnist"
         say(f"no FP32 {ref} checkpoint for {dataset} in {ws.root}: training one first")
-        return run_train(TrainRequest(model=ref, dataset=dataset, data_dir=data_dir, eval_limit=eval_limit,
+        return run_train(TrainRequest(model=ref, dataset=dataset, data=data_dir, eval_limit=eval_limit,
                                       config=TrainConfig(epochs=epochs)), ws)
     say(f"using {source.describe()}")
     return source

@@ -54,8 +54,7 @@ def _copy(root, tmp_path):
     return Workspace(tmp_path / "ws")
 
 
-def _method():
-    return {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "rounds": 1}
+FAST = {"warmup": 1, "min_runs": 5, "min_seconds": 0.0, "rounds": 1}  # BenchRequest's method settings
 
 
 def test_bench_cpu_measures_every_variant_beside_the_baseline(exported):
@@ -113,7 +112,7 @@ def test_a_corrupt_variant_is_marked_failed_and_the_others_measured(exported, tm
     ws = _copy(exported, tmp_path)
     broken = ws.latest("export", format="onnx", precision="int8")
     (broken.path / "model.onnx").write_bytes(b"not an onnx model")
-    result = run_bench(BenchRequest(eval_limit=50, method=_method()), ws)
+    result = run_bench(BenchRequest(eval_limit=50, **FAST), ws)
     by_name = {r["variant"]: r for r in result.rows}
     assert by_name["onnx int8"]["status"] == "failed"
     assert "model.onnx" in by_name["onnx int8"]["error"] and "\n" not in by_name["onnx int8"]["error"]
@@ -136,7 +135,7 @@ def test_estimate_rows_are_labelled_estimated(exported, tmp_path):
     ws = _copy(exported, tmp_path)
     fp32 = ws.latest("train", model="resnet20")  # --model names the lineage by any of its artifacts
     result = run_bench(BenchRequest(device="raspberrypi", model=fp32.id, estimate=True, eval_limit=50,
-                                    method=_method()), ws)
+                                    **FAST), ws)
     assert result.results["root"] == fp32.id
     base, *rows = result.rows
     assert base["status"] == "measured" and result.results["mode"] == "estimated"
@@ -195,7 +194,7 @@ def test_a_profile_runs_the_torch_model_itself_in_fp16(exported, tmp_path):
                                        "runtimes": {"torch": {"device": "cpu", "precisions": ["fp32", "fp16"]}}}))
     ws = _copy(exported, tmp_path)
     result = run_bench(BenchRequest(device=str(profile), model="resnet20", baseline="cpu", eval_limit=30,
-                                    method=_method()), ws)
+                                    **FAST), ws)
     base, fp16 = result.rows
     assert (base["variant"], fp16["variant"]) == ("torch fp32 (cpu)", "torch fp16 (cpu)")
     assert fp16["status"] == "measured" and fp16["artifact"] == base["artifact"] == result.results["root"]
@@ -209,7 +208,7 @@ def test_exports_restrict_the_variants_to_exactly_those(exported, tmp_path):
 
     ws = _copy(exported, tmp_path)
     onnx_int8 = ws.latest("export", format="onnx", precision="int8")
-    result = run_bench(BenchRequest(exports=[onnx_int8.id], eval_limit=30, method=_method()), ws)
+    result = run_bench(BenchRequest(exports=[onnx_int8.id], eval_limit=30, **FAST), ws)
     assert [(r["variant"], r["artifact"]) for r in result.rows[1:]] == [("onnx int8", onnx_int8.id)]
     assert result.rows[1]["speedup_vs_fp32"] is None  # its fp32 file is not in this bench
     with pytest.raises(EdgeresError, match="not an export"):
@@ -230,7 +229,7 @@ def test_unknown_device_lists_the_known_ones(exported):
 def test_bad_filters_and_empty_workspaces_fail_clearly(exported, tmp_path):
     from edgeres.bench import BenchRequest, run_bench
 
-    with pytest.raises(EdgeresError, match="unknown precision 'int4'"):
+    with pytest.raises(EdgeresError, match=r"--precision \['int4'\]: Input should be 'fp32'"):
         run_bench(BenchRequest(precisions=["int4"]), Workspace(exported))
     with pytest.raises(EdgeresError, match="no export artifact"):
         run_bench(BenchRequest(), Workspace(tmp_path / "empty"))
@@ -259,7 +258,7 @@ def test_truncated_model_files_are_clear_errors_in_verify_and_bench(exported, tm
     with pytest.raises(EdgeresError, match=f"verification could not run {model_file.name}") as info:
         verify.verify(model_file, victim.manifest["runtime"], x, np.zeros(4, int), np.zeros((4, 10)), "fp32")
     assert "Traceback" not in str(info.value)
-    result = run_bench(BenchRequest(eval_limit=30, method=_method()), ws)
+    result = run_bench(BenchRequest(eval_limit=30, **FAST), ws)
     by_name = {r["variant"]: r for r in result.rows}
     assert by_name[f"{fmt} fp32"]["status"] == "failed" and "\n" not in by_name[f"{fmt} fp32"]["error"]
     assert all(r["status"] == "measured" for name, r in by_name.items() if name not in (f"{fmt} fp32",))
@@ -276,7 +275,7 @@ def test_a_profile_caps_the_evaluation_images_by_default_and_eval_limit_raises_i
     from edgeres.bench import BenchRequest, run_bench
 
     ws = _copy(exported, tmp_path)
-    request = {"device": str(profile), "targets": ["onnx"], "precisions": ["fp32"], "method": _method()}
+    request = {"device": str(profile), "targets": ["onnx"], "precisions": ["fp32"], **FAST}
     result = run_bench(BenchRequest(**request), ws)
     assert [r["n"] for r in result.rows] == [30, 30]
     assert any("evaluates 30 test images by default" in w and "--eval-limit" in w for w in result.results["warnings"])
@@ -447,7 +446,7 @@ def test_a_coral_row_of_a_file_edgetpu_compiler_did_not_compile_says_cpu(tflite_
     from edgeres.report import status_text, to_markdown
 
     ws = _copy(tflite_exported, tmp_path)
-    result = run_bench(BenchRequest(device="coral-edgetpu", eval_limit=30, method=_method()), ws)
+    result = run_bench(BenchRequest(device="coral-edgetpu", eval_limit=30, **FAST), ws)
     [row] = result.rows[1:]
     assert row["variant"] == "tflite int8" and row["status"] == "estimated"
     assert row["device"].startswith("CPU (not compiled by edgetpu_compiler") and row["unit"] == "CPU"
@@ -496,12 +495,13 @@ def test_a_file_compiled_for_the_edge_tpu_is_told_apart(tflite_exported, tmp_pat
 
 
 @pytest.mark.parametrize("request_kwargs,needle", [
-    ({"method": {"min_runs": 10**12}}, "--min-runs 1000000000000: at most 100000"),
-    ({"method": {"warmup": 10**12}}, "--warmup .*: at most 10000"),
-    ({"method": {"rounds": 10**5}}, "--rounds 100000: at most 100"),
-    ({"method": {"min_seconds": float("nan")}}, "--min-seconds nan"),
-    ({"method": {"min_seconds": float("inf")}}, "--min-seconds inf"),
-    ({"threads": 10**4}, "--threads 10000: at most"),
+    ({"min_runs": 10**12}, "--min-runs 1000000000000: Input should be less than or equal to 100000"),
+    ({"warmup": 10**12}, "--warmup .*: Input should be less than or equal to 10000"),
+    ({"rounds": 10**5}, "--rounds 100000: Input should be less than or equal to 100"),
+    ({"min_seconds": float("nan")}, "--min-seconds nan: Input should be a finite number"),
+    ({"min_seconds": float("inf")}, "--min-seconds inf"),
+    ({"threads": 10**4}, "--threads 10000: Input should be less than or equal to 1024"),
+    ({"threads": 512}, "--threads 512: at most"),
     ({"device": "raspberrypi", "estimate": True, "threads": 64}, "at most 16 .*raspberrypi's 4 cores"),
 ])
 def test_run_counts_and_threads_are_bounded_before_anything_runs(tmp_path, request_kwargs, needle):

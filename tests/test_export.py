@@ -137,14 +137,17 @@ def test_bad_requests(exported, tmp_path):
     from edgeres.export.step import ExportRequest, run_export
 
     ws, _ = exported
-    for request, needle in [
-        (ExportRequest(targets=["coreml"]), "unknown export target"),
-        (ExportRequest(targets=["onnx"], precisions=["int4"]), "unknown precision"),
-        (ExportRequest(targets=["onnx"], options={"io": "int8"}), "applies to none"),
-        (ExportRequest(targets=["tflite"], options={"io": "uint4"}), "not one of"),
+    exported_before = ws.artifacts("export")
+    for request, needle in [  # refused as the request is made, naming the option
+        ({"targets": ["coreml"]}, r"--target \['coreml'\]: Input should be 'onnx'"),
+        ({"targets": ["onnx"], "precisions": ["int4"]}, r"--precision \['int4'\]: Input should be 'fp32'"),
+        ({"targets": ["onnx"], "io": "int8"}, "io and edgetpu are TFLite options"),
+        ({"targets": ["tflite"], "io": "uint4"}, r"--io 'uint4': Input should be 'int8' or 'float'"),
+        ({"targets": ["onnx"], "verify_limit": 0}, "--verify-limit 0: Input should be greater than or equal to 1"),
     ]:
         with pytest.raises(EdgeresError, match=needle):
-            run_export(request, ws)
+            run_export(ExportRequest(**request), ws)
+    assert ws.artifacts("export") == exported_before
     with pytest.raises(EdgeresError, match="no quantize or prune or train artifact"):
         run_export(ExportRequest(targets=["onnx"]), Workspace(tmp_path / "empty"))
 

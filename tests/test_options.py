@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from edgeres.cli.app import app
 from edgeres.cli.options import bounds, default, flag
-from edgeres.recipe import BenchStep, ExportStep, ImportStep, Origin, PruneStep, QuantizeStep, TrainStep
+from edgeres.recipe import BenchStep, ExportStep, ImportStep, Origin, PruneStep, QuantizeStep, TrainStep, TuneStep
 
 COMMANDS = {  # command line before the options, and the models it takes its options from
     "train": (["train", "resnet20"], [Origin, TrainStep]),
@@ -20,7 +20,9 @@ COMMANDS = {  # command line before the options, and the models it takes its opt
     "prune": (["prune", "resnet20"], [PruneStep]),
     "export": (["export"], [ExportStep]),
     "bench": (["bench"], [BenchStep]),
+    "tune": (["tune", "resnet20", "--max-drop", "0.5"], [TuneStep]),
 }
+REQUIRED = {"max_drop": 0.5}  # what the command lines above give for each model's required fields
 CASES = [(command, model, name) for command, (_, models) in COMMANDS.items() for model in models
          for name in model.model_fields if not (command == "import" and name == "weights")]
 
@@ -50,7 +52,11 @@ def test_every_field_is_an_option_with_the_model_default(command, model, name):
     param = _params(command)[name]
     assert flag(name, field) in param.opts
     assert param.default is None  # not given: the model's own default applies
-    assert model().model_dump()[name] == default(field) or name in ("targets", "precisions")
+    if field.is_required():
+        assert "required" in (param.help or "")
+        return
+    made = model(**{k: v for k, v in REQUIRED.items() if k in model.model_fields})
+    assert made.model_dump()[name] == default(field) or name in ("targets", "precisions")
     if _choices(field.annotation):
         parsed = param.type_descriptor.annotation  # the Enum Typer parses into, or a list of it
         parsed = (typing.get_args(parsed) or (parsed,))[0]

@@ -89,7 +89,7 @@ def int8(trained_workspace, tmp_path_factory) -> Int8Models:
         for key, target, options in (("onnx", "onnx", {}), ("tflite", "tflite", {"io": "int8"}),
                                      ("tflite-float-io", "tflite", {"io": "float"})):
             (exports[f"{name}-{key}"],) = run_export(ExportRequest(
-                targets=[target], precisions=["int8"], model=source.id, options=options, verify_limit=300), ws)
+                targets=[target], precisions=["int8"], model=source.id, **options, verify_limit=300), ws)
     x = data.as_tensors(data.load_split("fashion-mnist", "test", PREP, limit=500))[0].numpy()
     return Int8Models(ws, ptq, qat, budget, x, exports)
 
@@ -278,7 +278,7 @@ def test_layers_kept_in_float_are_float_in_every_format(int8):
     exports = run_export(ExportRequest(targets=["all"], precisions=["int8"], model=int8.budget.id,
                                        verify_limit=300), int8.ws)
     exports += run_export(ExportRequest(targets=["tflite"], precisions=["int8"], model=int8.budget.id,
-                                        options={"io": "float"}, verify_limit=300), int8.ws)
+                                        io="float", verify_limit=300), int8.ws)
     assert [e.manifest["format"] for e in exports] == ["onnx", "openvino", "tflite", "tflite"]
     assert all(e.manifest["metrics"]["verify"]["reference"] == "torch int8" for e in exports)
     graph = onnx.load(str(_file(exports[0]))).graph
@@ -469,7 +469,7 @@ def test_edgetpu_compiled_file_ships_and_its_source_is_verified(int8, monkeypatc
 
     _compiler_on_path(tmp_path, monkeypatch)
     (art,) = run_export(ExportRequest(targets=["tflite"], precisions=["int8"], model=int8.ptq.id,
-                                      options={"compile": "edgetpu"}, verify_limit=200), int8.ws)
+                                      edgetpu=True, verify_limit=200), int8.ws)
     main = art.file(art.manifest["file"])
     metrics = art.manifest["metrics"]
     assert compiled_for(main, "tflite") == {"edgetpu"}

@@ -23,7 +23,10 @@ def test_train_config_refuses_nan_infinite_and_unbounded_values():
     from edgeres.errors import EdgeresError
     from edgeres.train import TrainConfig
 
-    for kwargs, needle in [({"lr": float("nan")}, "--lr"), ({"lr": float("inf")}, "--lr"),
-                           ({"label_smoothing": float("nan")}, "--label-smoothing"), ({"epochs": 10**6}, "--epochs")]:
+    for kwargs, needle in [({"lr": float("nan")}, "--lr nan: Input should be a finite number"),
+                           ({"lr": float("inf")}, "--lr inf"), ({"lr": 0}, "--lr 0: Input should be greater than 0"),
+                           ({"label_smoothing": float("nan")}, "--label-smoothing nan"),
+                           ({"epochs": 10**6}, "--epochs 1000000: Input should be less than or equal to 10000"),
+                           ({"amp": "fp8"}, "--amp 'fp8': Input should be 'auto', 'bf16' or 'off'")]:
         with pytest.raises(EdgeresError, match=needle):
             TrainConfig(**kwargs)

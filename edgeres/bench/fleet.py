@@ -11,8 +11,6 @@ each with its device in ``group`` (and ``where``), and ``fleet`` saying per devi
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 from edgeres import devices
@@ -36,7 +34,7 @@ def run_fleet(req: BenchRequest, names: list[str], ws: Workspace) -> BenchResult
     for i, name in enumerate(names, 1):
         say(f"[bold]device {i}/{len(names)}:[/] {name}")
         try:
-            result = run_bench(dataclasses.replace(req, device=name), ws)
+            result = run_bench(req.model_copy(update={"device": name}), ws)
         except EdgeresError as exc:
             say(f"[red]failed[/] device {name}: {exc.args[0]}; going on with the others")
             fleet.append({"device": name, "status": "failed", "artifact": None, "error": exc.args[0]})
@@ -54,8 +52,7 @@ def run_fleet(req: BenchRequest, names: list[str], ws: Workspace) -> BenchResult
                            hint="name the model: --model ARTIFACT")
     results = combine([r.results for r in done], fleet)
     root = ws.resolve(results["root"])
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(req).items()} | {
-        "devices": names}
+    config = req.model_dump(mode="json") | {"devices": names}
     fields = {k: v for k, v in results.items() if k not in ("model", "dataset")}
     from edgeres import report
 

@@ -38,7 +38,7 @@ def resolve_method(overrides: dict[str, float]) -> dict[str, Any]:
     for key, limit in METHOD_LIMITS.items():  # each run count and second is spent once per variant and round
         if not (isinstance(method[key], (int, float)) and math.isfinite(method[key]) and method[key] <= limit):
             raise EdgeresError(f"--{key.replace('_', '-')} {method[key]}: at most {limit:g} (a variant's process "
-                               f"has {BenchRequest.timeout:g} s)", hint="leave it out for the default")
+                               f"has {BenchRequest.model_fields['timeout'].default:g} s)", hint="leave it out for the default")
     if (method["warmup"] < 0 or method["min_runs"] < 1 or method["min_seconds"] < 0 or method["throughput_batch"] < 1
             or method["rounds"] < 1):
         raise EdgeresError("method: warmup >= 0, min runs >= 1, min seconds >= 0, throughput batch >= 1 and "

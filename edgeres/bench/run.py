@@ -3,7 +3,6 @@ the ``bench`` artifact and its reports."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import tempfile
@@ -35,7 +34,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     started = time.perf_counter()
     formats = choices(req.targets, tuple(FORMATS), "format")
     precisions = choices(req.precisions, PRECISIONS, "precision")
-    method = resolve_method(req.method)
+    method = resolve_method(req.method())
     baseline_where = baseline.choose_device(req.baseline)
     profile = devices.get(req.device, req.devices_dir)
     if req.trust_new_host:
@@ -105,7 +104,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
         "rows": [baseline_row, *rows], "skipped": skipped, "warnings": warnings + comparisons,
     }
     say(f"done in {duration(results['plan']['seconds'])} (expected about {duration(seconds)})")
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(req).items()}
+    config = req.model_dump(mode="json")
     fields = {k: v for k, v in results.items() if k not in ("model", "dataset")}
     with ws.create("bench", model=results["model"], dataset=results["dataset"], parent=root, config=config,
                    **fields) as art:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from edgeres.errors import EdgeresError
+from edgeres.request import flag, problem
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="), (annotated_types.Lt, "lt", "<"),
            (annotated_types.Le, "le", "<="))
@@ -56,16 +57,7 @@ def parse(model: type[BaseModel], given: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(given)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        name = problem["loc"][0] if problem["loc"] else None
-        where = f"{flag(name, model.model_fields[name])} {given[name]!r}: " if name in given else ""
-        raise EdgeresError(f"{where}{problem['msg'].removeprefix('Value error, ')}") from None
-
-
-def flag(name: str, field: FieldInfo) -> str:
-    """The command-line name of a model field."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return extra.get("flag") or "--" + name.replace("_", "-")
+        raise EdgeresError(problem(exc, model, given)) from None
 
 
 def default(field: FieldInfo) -> Any:
@@ -115,8 +107,10 @@ def _help(field: FieldInfo) -> str:
     lower = [f"{found[k]} {'<' if k == 'gt' else '<='} " for k in ("gt", "ge") if k in found]
     upper = [f" {'<' if k == 'lt' else '<='} {found[k]}" for k in ("lt", "le") if k in found]
     notes = [f"{''.join(lower)}x{''.join(upper)}"] if found else []
-    value = default(field)
-    if value not in (None, False):
+    value = None if field.is_required() else default(field)
+    if field.is_required():
+        notes.append("required")
+    elif value not in (None, False):
         notes.append(f"default {_shown(value)}")
     return f"{field.description or ''} ({'; '.join(notes)})" if notes else field.description or ""
 

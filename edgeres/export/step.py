@@ -6,9 +6,9 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -16,40 +16,38 @@ import torch
 from edgeres import __version__, data, extras
 from edgeres.console import say, warn
 from edgeres.errors import EdgeresError
-from edgeres.export.formats import FORMATS, PRECISIONS, ExportJob, Format, get_format
+from edgeres.export.formats import FORMATS, ExportJob, Format, get_format
 from edgeres.export.verify import failure, verify
 from edgeres.preprocessing import Preprocessing
 from edgeres.recipe import ExportStep
+from edgeres.request import Request
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 
-@dataclass(kw_only=True)
-class ExportRequest:
-    """What ``edgeres export`` asks for."""
+class ExportRequest(Request, ExportStep):
+    """What ``edgeres export`` asks for: an export step's options, of one model."""
 
-    targets: list[str]
-    precisions: list[str] | None = None  # None: the source artifact's own precision
-    model: str | None = None  # artifact id/path or model name; None: the latest (int8 preferred)
-    options: dict[str, str] = field(default_factory=dict)  # per-format options, e.g. {"io": "int8"}
-    verify: bool = True
-    verify_limit: int = 500
-    calib_samples: int = 200
-    output: Path | None = None  # also copy the exported files here
+    model: Optional[str] = None  # artifact id/path or model name; None: the latest (int8 preferred)
+    output: Optional[Path] = None  # also copy the exported files here
     force: bool = False
-    data_dir: Path | None = None  # None: the data directory recorded in the model's lineage
+    data_dir: Optional[Path] = None  # None: the data directory recorded in the model's lineage
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The per-format options asked for (``Format.options`` keys), e.g. ``{"io": "float"}``."""
+        return ({"io": self.io} if self.io else {}) | ({"compile": "edgetpu"} if self.edgetpu else {})
 
     @classmethod
     def of(cls, options: ExportStep, **where) -> ExportRequest:
         """What an export step's declared options ask for, of the model ``where`` names (``edgeres export``,
         recipes)."""
-        tflite = ({"io": options.io} if options.io else {}) | ({"compile": "edgetpu"} if options.edgetpu else {})
-        return cls(**options.model_dump(exclude={"io", "edgetpu"}), options=tflite, **where)
+        return cls(**options.model_dump(), **where)
 
 
-def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
-    targets = list(FORMATS) if "all" in req.targets else req.targets
-    formats = [get_format(t) for t in dict.fromkeys(targets)]
-    if "all" in req.targets:  # every format whose extra is installed; the others are named
+def _validate(req: ExportRequest) -> list[Format]:
+    """The formats to export, each one's extra installed (``all``: those installed, the others named)."""
+    formats = [get_format(t) for t in dict.fromkeys(list(FORMATS) if "all" in req.targets else req.targets)]
+    if "all" in req.targets:
         skipped = [f for f in formats if f.extra and extras.missing(f.extra)]
         if skipped:
             warn("not exporting " + ", ".join(f"{f.name} ({extras.install_command(f.extra)})" for f in skipped))
@@ -57,33 +55,15 @@ def _validate(req: ExportRequest) -> tuple[list[Format], list[str] | None]:
     for fmt in formats:
         if fmt.extra:
             extras.require(fmt.extra, f"export --target {fmt.name}")
-    precisions = None
-    if req.precisions:
-        precisions = list(PRECISIONS) if "all" in req.precisions else list(dict.fromkeys(req.precisions))
-        for p in precisions:
-            if p not in PRECISIONS:
-                raise EdgeresError(f"unknown precision {p!r}", hint=f"choose from: {', '.join(PRECISIONS)}, all")
-            for fmt in formats:
-                if p not in fmt.precisions:
-                    raise EdgeresError(f"{fmt.name} cannot export {p}", hint=f"it offers {', '.join(fmt.precisions)}")
-    for key, value in req.options.items():
-        users = [f for f in formats if key in f.options]
-        if not users:
-            raise EdgeresError(f"option {key!r} applies to none of the targets {', '.join(f.name for f in formats)}")
-        for fmt in users:
-            if value not in fmt.options[key]:
-                raise EdgeresError(f"{fmt.name} option {key}={value!r} is not one of {', '.join(fmt.options[key])}")
-    if req.options.get("compile") == "edgetpu" and (req.options.get("io") == "float"
-                                                    or any(p != "int8" for p in precisions or [])):
-        raise EdgeresError("the Edge TPU runs full-integer int8 files only: --edgetpu takes --precision int8 "
-                           "and --io int8")
-    if req.options.get("compile") == "edgetpu":
+        for precision in req.precisions or []:
+            if precision not in fmt.precisions:
+                raise EdgeresError(f"{fmt.name} cannot export {precision}",
+                                   hint=f"it offers {', '.join(fmt.precisions)}")
+    if req.edgetpu:
         from edgeres.export import edgetpu
 
         edgetpu.require()  # before any conversion
-    if req.verify_limit < 1 or req.calib_samples < 1:
-        raise EdgeresError("--verify-limit and --calib-samples must be at least 1")
-    return formats, precisions
+    return formats
 
 
 class Sources:
@@ -189,7 +169,7 @@ def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
     """Export, verify and save; keeps going past a failing target and raises at the end if any failed."""
     from edgeres.train import set_threads
 
-    formats, precisions = _validate(req)
+    formats = _validate(req)
     _check_output(req)
     set_threads()
     picked = ws.pick(req.model, ("quantize", "prune", "train"))
@@ -197,7 +177,7 @@ def run_export(req: ExportRequest, ws: Workspace) -> list[Artifact]:
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgeres-export-") as tmp:
         src = Sources(ws, picked, req, Path(tmp))
-        wanted = precisions or [picked.manifest.get("precision", "fp32")]
+        wanted = req.precisions or [picked.manifest.get("precision", "fp32")]
         if "int8" in wanted:
             src.artifact_for("int8")  # fail before any work when there is no int8 model
             extras.require("quantize", "int8 export")

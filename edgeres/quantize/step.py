@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from edgeres import data, extras
@@ -18,39 +18,30 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
-from edgeres.recipe import QuantizeStep
-from edgeres.train import MAX_EPOCHS
+from edgeres.recipe import MAX_EPOCHS, QuantizeStep
+from edgeres.request import Request
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
 
-@dataclass(kw_only=True)
-class QuantizeRequest:
-    """What ``edgeres quantize`` asks for."""
+class QuantizeRequest(Request, QuantizeStep):
+    """What ``edgeres quantize`` asks for: a quantize step's options, of one model."""
 
     model: str  # model name (its latest FP32 artifact) or an artifact id / path
-    dataset: str | None = None  # None: the model's own (fashion-mnist when one must be trained first)
-    data_dir: Path | None = None  # None: the directory recorded in the model's lineage
-    weights: Path | None = None  # an FP32 checkpoint file to start from instead of the workspace's
-    calib_samples: int = 300
-    estimator: str = "default"
-    bias_correction: str = "none"
-    qat: bool = False
-    epochs: int = 1
-    lr: float = 0.002
-    train_limit: int | None = None  # QAT on a subset of the training images
-    max_drop: float | None = None  # accuracy budget in percentage points
-    strict: bool = False
-    analyze: bool = False
-    val_limit: int | None = 2000
-    eval_limit: int | None = None
-    train_epochs: int | None = None  # if an FP32 checkpoint must be trained first; None: the model's default
+    dataset: Optional[str] = None  # None: the model's own (fashion-mnist when one must be trained first)
+    data_dir: Optional[Path] = None  # None: the directory recorded in the model's lineage
+    weights: Optional[Path] = None  # an FP32 checkpoint file to start from instead of the workspace's
+    train_epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS)  # if an FP32 model must be trained first
     trust_pickle: bool = False  # --trust-pickle: ``weights`` may hold pickled objects (runs their code)
+
+    @property
+    def qat(self) -> bool:
+        return self.method == "qat"
 
     @classmethod
     def of(cls, options: QuantizeStep, **where) -> QuantizeRequest:
         """What a quantize step's declared options ask for, of the model ``where`` names (``edgeres quantize``,
         recipes)."""
-        return cls(**options.model_dump(exclude={"method"}), qat=options.method == "qat", **where)
+        return cls(**options.model_dump(), **where)
 
 
 def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
@@ -59,7 +50,7 @@ def _source(req: QuantizeRequest, ws: Workspace) -> Artifact:
 
     if req.weights is not None:
         say(f"importing FP32 checkpoint {req.weights}")
-        return run_import(TrainRequest(model=req.model, dataset=req.dataset or "fashion-mnist", data_dir=req.data_dir,
+        return run_import(TrainRequest(model=req.model, dataset=req.dataset or "fashion-mnist", data=req.data_dir,
                                        weights=str(req.weights), eval_limit=req.eval_limit,
                                        trust_pickle=req.trust_pickle), ws)
     source = fp32_model(ws, req.model, kinds=("prune", "train"), dataset=req.dataset, data_dir=req.data_dir,
@@ -89,14 +80,6 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     from edgeres.train import TrainConfig, fit, load_fp32, set_threads
 
     extras.require("quantize", "int8 quantization")
-    if req.calib_samples < 1:
-        raise EdgeresError("--calib-samples must be at least 1")
-    if req.max_drop is not None and not 0 <= req.max_drop <= 100:
-        raise EdgeresError(f"--max-drop must lie in [0, 100] percentage points, got {req.max_drop}")
-    if req.qat and not 1 <= req.epochs <= MAX_EPOCHS:
-        raise EdgeresError(f"--epochs must lie in [1, {MAX_EPOCHS}] for --qat, got {req.epochs}")
-    if req.qat and not (math.isfinite(req.lr) and 0 < req.lr <= 10):
-        raise EdgeresError(f"--lr must be a number in (0, 10], got {req.lr}")
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
@@ -157,8 +140,7 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
         "agreement_with_fp32": float((fp32_test.argmax(1) == int8_test.argmax(1)).mean() * 100),
         "budget_met": budget_met if req.max_drop is not None else None, **report,
     }
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()} | {
-        "calib_samples_used": int(len(calib_x))}
+    config = req.model_dump(mode="json") | {"calib_samples_used": int(len(calib_x))}
     with ws.create("quantize", model=manifest["model"], dataset=dataset, parent=source, config=config,
                    architecture=manifest["architecture"], preprocessing=prep.to_dict(),
                    classes=manifest.get("classes"), precision="int8", method="qat" if req.qat else "ptq",

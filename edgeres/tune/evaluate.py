@@ -6,9 +6,7 @@ export, a measurement) instead of redoing it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +19,6 @@ from edgeres.workspace import Artifact, Workspace
 
 # Request fields a step fills in itself when left None (the saved config then holds the value used).
 _FILLED = {"round_to", "ratio", "dataset", "train_epochs"}
-
-
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else value
 
 
 class Maker:
@@ -42,7 +36,7 @@ class Maker:
         def matches(m: dict) -> bool:
             saved = m.get("config") or {}
             return (m.get("parent") == parent.id and all(m.get(k) == v for k, v in fields.items())
-                    and all(saved.get(k) == _plain(v) for k, v in config.items()
+                    and all(saved.get(k) == v for k, v in config.items()
                             if not (v is None and k in _FILLED)))
 
         for artifact in self.ws.artifacts(kind, where=matches):
@@ -66,7 +60,7 @@ class Maker:
         r = self.req
         request = PruneRequest(model=self.base.id, ratio=ratio, finetune_epochs=r.finetune_epochs, limit=r.limit,
                                val_limit=r.val_limit, eval_limit=r.eval_limit, data_dir=r.data_dir)
-        found = self._find("prune", self.base, asdict(request))
+        found = self._find("prune", self.base, request.model_dump(mode="json"))
         if found is not None:
             say(f"pruned {ratio:g}: reusing {found.id}")
             return found
@@ -78,10 +72,10 @@ class Maker:
         from edgeres.quantize.step import QuantizeRequest, run_quantize
 
         r = self.req
-        qat = {"qat": True, "epochs": r.qat_epochs, "train_limit": r.limit} if quant == "qat" else {}  # PTQ: unused
+        qat = {"method": "qat", "epochs": r.qat_epochs, "train_limit": r.limit} if quant == "qat" else {}  # PTQ: unused
         request = QuantizeRequest(model=model.id, calib_samples=r.calib_samples, val_limit=r.val_limit,
                                   eval_limit=r.eval_limit, data_dir=r.data_dir, **qat)
-        found = self._find("quantize", model, asdict(request))
+        found = self._find("quantize", model, request.model_dump(mode="json"))
         if found is not None:
             say(f"{quant.upper()} int8 of {model.id}: reusing {found.id}")
             return found
@@ -116,12 +110,11 @@ class Maker:
         from edgeres.report import load
 
         r = self.req
-        method = {k: v for k, v in {"rounds": r.rounds, "min_runs": r.min_runs,
-                                    "min_seconds": r.min_seconds}.items() if v is not None}
-        request = BenchRequest(device=r.device, exports=[export.id], eval_limit=r.eval_limit, method=method,
-                               devices_dir=r.devices_dir, data_dir=r.data_dir)
+        request = BenchRequest(device=r.device, exports=[export.id], eval_limit=r.eval_limit, rounds=r.rounds,
+                               min_runs=r.min_runs, min_seconds=r.min_seconds, devices_dir=r.devices_dir,
+                               data_dir=r.data_dir)
         found = self._find("bench", _root_of(self.ws, export),
-                           asdict(request))
+                           request.model_dump(mode="json"))
         if found is not None and (found.manifest.get("mode") == "measured" or not self.device_usable):
             results = load(found)
         else:

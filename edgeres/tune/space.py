@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from edgeres.errors import EdgeresError
+from pydantic import Field
+
 from edgeres.export.formats import FORMATS, PRECISIONS
+from edgeres.recipe import TuneStep
+from edgeres.request import Request
 
-DEFAULT_RATIOS = (0.25, 0.5)
 QUANTS = ("ptq", "qat")  # how an int8 model is made
 # A pruned model's file is measured only when its estimated p50 is within this factor of the fastest
 # estimate among the files of the same model at the same precision class (float or int8): files of one
@@ -17,30 +19,16 @@ QUANTS = ("ptq", "qat")  # how an int8 model is made
 ESTIMATE_SLACK = 1.25
 
 
-@dataclass(kw_only=True)
-class TuneRequest:
-    """What ``edgeres tune`` asks for."""
+class TuneRequest(Request, TuneStep):
+    """What ``edgeres tune`` asks for: a tune step's search, from one FP32 model."""
 
     model: str  # model name (its latest FP32 train artifact) or an artifact id / path
-    device: str = "cpu"
-    max_drop: float  # accuracy budget: val top-1 drop from the FP32 model, percentage points
-    budget_minutes: float | None = None  # stop starting new work after this; None: no limit
-    ratios: list[float] = field(default_factory=lambda: list(DEFAULT_RATIOS))  # pruning ratios besides 0
-    targets: list[str] = field(default_factory=lambda: list(FORMATS))
-    precisions: list[str] = field(default_factory=lambda: list(PRECISIONS))
-    qat: bool = False  # also quantization-aware training for every int8 candidate's model
-    qat_epochs: int = 1
-    finetune_epochs: int = 3  # after pruning, once per ratio (shared by every candidate of that ratio)
-    limit: int | None = None  # fine-tune (and QAT) on a seeded subset of the training images
-    val_limit: int | None = 2000  # validation images: every decision is taken on them
-    eval_limit: int | None = None  # test images the bench reports top-1 on
-    calib_samples: int = 300
-    rounds: int = 3  # latency rounds per candidate (bench's method; each a fresh process)
-    min_runs: int | None = None  # timed runs per round (bench's default when None)
-    min_seconds: float | None = None
-    data_dir: Path | None = None
-    devices_dir: Path | None = None
-    output: Path | None = None  # also copy the chosen file here
+    calib_samples: int = Field(300, ge=1, le=100000)  # PTQ calibration images
+    min_runs: Optional[int] = Field(None, ge=1, le=100000)  # timed runs per latency round; None: bench's default
+    min_seconds: Optional[float] = Field(None, ge=0, le=600)
+    data_dir: Optional[Path] = None
+    devices_dir: Optional[Path] = None
+    output: Optional[Path] = None  # also copy the chosen file here
 
 
 @dataclass(frozen=True)
@@ -70,30 +58,7 @@ class Candidate:
 
 
 def validate(req: TuneRequest) -> None:
-    """One clear error for anything the search cannot take, before any work."""
-    if not (isinstance(req.max_drop, (int, float)) and math.isfinite(req.max_drop) and 0 <= req.max_drop <= 100):
-        raise EdgeresError(f"--max-drop must lie in [0, 100] percentage points, got {req.max_drop}",
-                           hint="it is the val top-1 the chosen variant may lose against the FP32 model, e.g. 0.5")
-    if req.budget_minutes is not None and not (math.isfinite(req.budget_minutes) and req.budget_minutes > 0):
-        raise EdgeresError(f"--budget-minutes must be more than 0, got {req.budget_minutes}",
-                           hint="leave it out for no limit")
-    for ratio in req.ratios:
-        if not (math.isfinite(ratio) and 0 < ratio < 1):
-            raise EdgeresError(f"--ratio must lie strictly between 0 and 1, got {ratio}",
-                               hint="the unpruned model is always searched; ratios add pruned ones")
-    for target in req.targets:
-        if target not in FORMATS:
-            raise EdgeresError(f"unknown export target {target!r}", hint=f"choose from: {', '.join(FORMATS)}")
-    for precision in req.precisions:
-        if precision not in PRECISIONS:
-            raise EdgeresError(f"unknown precision {precision!r}", hint=f"choose from: {', '.join(PRECISIONS)}")
-    if not req.targets or not req.precisions:
-        raise EdgeresError("tune needs at least one --target and one --precision")
-    if req.qat and "int8" not in req.precisions:
-        raise EdgeresError("--qat makes int8 models: add --precision int8")
-    if req.rounds < 1 or req.finetune_epochs < 0 or req.qat_epochs < 1 or req.calib_samples < 1:
-        raise EdgeresError("--rounds, --qat-epochs and --calib-samples must be at least 1, --finetune-epochs at "
-                           "least 0")
+    """What the request's own validation cannot see: the extras its candidates need."""
     from edgeres import extras
 
     if "int8" in req.precisions:

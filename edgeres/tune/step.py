@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from edgeres.console import plain, say, warn
@@ -226,7 +225,7 @@ def run_tune(req: TuneRequest, ws: Workspace) -> TuneResult:
         "lineage": _lineage(ws, chosen["export"]) if chosen else [],
         "candidates": records,
     }
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(req).items()}
+    config = req.model_dump(mode="json")
     parent = ws.resolve(chosen["export"]) if chosen else base
     with ws.create("tune", model=base.manifest["model"], dataset=base.manifest["dataset"], parent=parent,
                    config=config) as art:
