@@ -221,6 +221,29 @@ class BenchStep(Measuring):
                                "per device.")
 
 
+class DiagnoseOptions(_Strict):
+    """What ``edgeres diagnose`` compares, profiles and gates on."""
+
+    targets: Optional[Targets] = Field(None, min_length=1, json_schema_extra={"flag": "--target"},
+                                       description="Formats (repeatable); default: all.")
+    precisions: Optional[Precisions] = Field(None, min_length=1, json_schema_extra={"flag": "--precision"},
+                                             description="Precisions (repeatable); default: all.")
+    # every point's tensor of every image is held in memory, for every file
+    images: int = Field(64, ge=1, le=2000, description="Test images compared layer by layer.")
+    recover: int = Field(3, ge=0, le=10, description="Keep-float trials: re-quantize with each of this many of the "
+                         "worst layers kept in float and measure what comes back (0: none).")
+    latency: bool = Field(True, description="Profile every file operator by operator on this CPU.")
+    placement: bool = Field(False, description="Say what an accelerator (or its emulator) found here would run of "
+                            "each file: the QNN HTP for int8 ONNX (Qualcomm's emulator off a Snapdragon: slow), "
+                            "OpenVINO's NPU/GPU, the Edge TPU.")
+    threads: Optional[int] = Field(None, ge=1, le=1024, description="Threads per runtime; default: every core.")
+    min_sqnr: Optional[float] = Field(None, ge=-200, le=200, description="Gate: exit non-zero when any point of any "
+                                      "file is further than this many dB SQNR from the torch model it came from.")
+    max_fallback: Optional[int] = Field(None, ge=0, description="Gate: exit non-zero when an int8 file runs more "
+                                        "than this many compute operators in float, or an accelerator leaves more "
+                                        "operators than this to the CPU.")
+
+
 class TuneStep(_Strict):
     """``edgeres tune``'s search, and a recipe's ``tune`` step: the fastest variant of the FP32 model within
     ``max_drop``."""

@@ -262,13 +262,13 @@ def test_bad_input(diagnosed, tmp_path):
     from edgeres.train import TrainConfig, TrainRequest, run_train
 
     ws, _, _ = diagnosed
-    for request, needle in [(DiagnoseRequest(artifact="no-such-thing"), "no artifact or exported model"),
-                            (DiagnoseRequest(images=0), r"--images must lie in \[1, 2000\]"),
-                            (DiagnoseRequest(images=10**6), r"--images must lie"),
-                            (DiagnoseRequest(min_sqnr=float("nan")), "--min-sqnr must be a number"),
-                            (DiagnoseRequest(targets=["coreml"]), "unknown target")]:
+    for request, needle in [({"artifact": "no-such-thing"}, "no artifact or exported model"),
+                            ({"images": 0}, "--images 0: Input should be greater than or equal to 1"),
+                            ({"images": 10**6}, "--images 1000000: Input should be less than or equal to 2000"),
+                            ({"min_sqnr": float("nan")}, "--min-sqnr nan: Input should be a finite number"),
+                            ({"targets": ["coreml"]}, r"--target \['coreml'\]: Input should be 'onnx'")]:
         with pytest.raises(EdgeresError, match=needle):
-            run_diagnose(request, ws)
+            run_diagnose(DiagnoseRequest(**request), ws)
     empty = Workspace(tmp_path / "ws")
     run_train(TrainRequest(model="resnet20", eval_limit=20, config=TrainConfig(epochs=0)), empty)
     with pytest.raises(EdgeresError, match="no export artifact"):

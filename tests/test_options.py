@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from edgeres.cli.app import app
 from edgeres.cli.options import bounds, default, flag
-from edgeres.recipe import BenchStep, ExportStep, ImportStep, Origin, PruneStep, QuantizeStep, TrainStep, TuneStep
+from edgeres.recipe import (BenchStep, DiagnoseOptions, ExportStep, ImportStep, Origin, PruneStep, QuantizeStep,
+                            TrainStep, TuneStep)
 
 COMMANDS = {  # command line before the options, and the models it takes its options from
     "train": (["train", "resnet20"], [Origin, TrainStep]),
@@ -21,6 +22,7 @@ COMMANDS = {  # command line before the options, and the models it takes its opt
     "export": (["export"], [ExportStep]),
     "bench": (["bench"], [BenchStep]),
     "tune": (["tune", "resnet20", "--max-drop", "0.5"], [TuneStep]),
+    "diagnose": (["diagnose"], [DiagnoseOptions]),
 }
 REQUIRED = {"max_drop": 0.5}  # what the command lines above give for each model's required fields
 CASES = [(command, model, name) for command, (_, models) in COMMANDS.items() for model in models

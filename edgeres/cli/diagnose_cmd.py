@@ -4,39 +4,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeres.cli.common import (DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, Precision, Target, WorkspaceOpt, values,
-                                 workspace)
+from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, WorkspaceOpt, workspace
+from edgeres.cli.options import step_options
+from edgeres.recipe import DiagnoseOptions
 
-MAX_IMAGES = 2000  # edgeres.diagnose.step.MAX_IMAGES (not imported: --help stays light)
-
-
+@step_options(DiagnoseOptions)
 def diagnose(
     artifact: Annotated[Optional[str], typer.Argument(
         help="An export artifact, or a model (artifact id or name) whose newest exports to diagnose; default: "
              "the lineage of the newest export.")] = None,
-    target: Annotated[Optional[list[Target]], typer.Option(help="Formats (repeatable); default: all.")] = None,
-    precision: Annotated[Optional[list[Precision]], typer.Option(
-        help="Precisions (repeatable); default: all.")] = None,
-    images: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Test images compared layer by "
-                                        "layer.")] = 64,
-    recover: Annotated[int, typer.Option(min=0, max=10, help="Keep-float trials: re-quantize with each of this "
-                                         "many of the worst layers kept in float and measure what comes back "
-                                         "(0: none).")] = 3,
-    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Profile every file operator by "
-                                          "operator on this CPU.")] = True,
-    placement: Annotated[bool, typer.Option("--placement/--no-placement", help="Say what an accelerator (or its "
-                                            "emulator) found here would run of each file: the QNN HTP for int8 "
-                                            "ONNX (Qualcomm's emulator off a Snapdragon: slow), OpenVINO's NPU/GPU, "
-                                            "the Edge TPU.")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, max=1024, help="Threads per runtime; default: every "
-                                                   "core.")] = None,
-    min_sqnr: Annotated[Optional[float], typer.Option(help="Gate: exit non-zero when any point of any file is "
-                                                      "further than this many dB SQNR from the torch model it "
-                                                      "came from.")] = None,
-    max_fallback: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit non-zero when an int8 file runs "
-                                                        "more than this many compute operators in float, or an "
-                                                        "accelerator leaves more operators than this to the "
-                                                        "CPU.")] = None,
+    options: DiagnoseOptions = None,
     data: DataDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
     json_: JsonOpt = False,
@@ -57,9 +34,7 @@ def diagnose(
     from edgeres.diagnose.step import REPORT_FILES, DiagnoseRequest, run_diagnose
     from edgeres.errors import EdgeresError
 
-    request = DiagnoseRequest(artifact=artifact, targets=values(target), precisions=values(precision), images=images,
-                              recover=recover, latency=latency, placement=placement, threads=threads, min_sqnr=min_sqnr,
-                              max_fallback=max_fallback, data_dir=data)
+    request = DiagnoseRequest(**options.model_dump(), artifact=artifact, data_dir=data)
     with stdout_to_stderr(json_):
         result = run_diagnose(request, workspace(workspace_dir))
     files = {kind: str(result.artifact.path / name) for kind, name in REPORT_FILES.items()}

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -22,31 +22,21 @@ from edgeres.diagnose.points import LOGITS, Point, find_points, torch_taps
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.preprocessing import Preprocessing
+from edgeres.recipe import DiagnoseOptions
+from edgeres.request import Request
 from edgeres.workspace import Artifact, Workspace
 
-MAX_IMAGES = 2000  # every point's tensor of every image is held in memory, for every file
 VAL_IMAGES = 500  # validation images of each keep-float trial
 TAPS = {"onnx": "edgeres.diagnose.taps_onnx", "openvino": "edgeres.diagnose.taps_openvino",
         "tflite": "edgeres.diagnose.taps_tflite"}
 REPORT_FILES = {"json": "diagnose.json", "png": "sqnr.png"}
 
 
-@dataclass(kw_only=True)
-class DiagnoseRequest:
-    """What ``edgeres diagnose`` asks for."""
+class DiagnoseRequest(Request, DiagnoseOptions):
+    """What ``edgeres diagnose`` asks for: its options, of one model or export."""
 
-    artifact: str | None = None  # export, quantize or train artifact, or a model name; None: the newest export
-    targets: list[str] | None = None  # None: every format
-    precisions: list[str] | None = None  # None: every precision
-    images: int = 64  # test images compared layer by layer
-    recover: int = culprit.NAMED  # keep-float trials (the worst quantization points); 0: none
-    latency: bool = True  # per-operator profiles
-    placement: bool = False  # what an accelerator (or its emulator) here would run of each file
-    threads: int | None = None
-    min_sqnr: float | None = None  # gate: every point of every file against its source, in dB
-    max_fallback: int | None = None  # gate: compute operators an int8 file leaves in float, or an accelerator
-    # leaves to the CPU
-    data_dir: Path | None = None
+    artifact: Optional[str] = None  # export, quantize or train artifact, or a model name; None: the newest export
+    data_dir: Optional[Path] = None
 
 
 @dataclass
@@ -54,20 +44,6 @@ class DiagnoseResult:
     artifact: Artifact
     report: dict[str, Any]
     failures: list[str] = field(default_factory=list)  # gates not met
-
-
-def _validate(req: DiagnoseRequest) -> None:
-    if not 1 <= req.images <= MAX_IMAGES:
-        raise EdgeresError(f"--images must lie in [1, {MAX_IMAGES}], got {req.images}",
-                           hint="64 to 256 images show every layer's error well")
-    if not 0 <= req.recover <= 10:
-        raise EdgeresError(f"--recover must lie in [0, 10], got {req.recover}")
-    if req.min_sqnr is not None and not (math.isfinite(req.min_sqnr) and -200 <= req.min_sqnr <= 200):
-        raise EdgeresError(f"--min-sqnr must be a number of dB in [-200, 200], got {req.min_sqnr}")
-    if req.max_fallback is not None and req.max_fallback < 0:
-        raise EdgeresError(f"--max-fallback must be at least 0, got {req.max_fallback}")
-    if req.threads is not None and req.threads < 1:
-        raise EdgeresError(f"--threads must be at least 1, got {req.threads}")
 
 
 def _exports(ws: Workspace, req: DiagnoseRequest) -> tuple[Artifact, list[Artifact]]:
@@ -286,7 +262,6 @@ def run_diagnose(req: DiagnoseRequest, ws: Workspace) -> DiagnoseResult:
     """Diagnose the files and save a ``diagnose`` artifact; the gates' verdicts come back in ``failures``."""
     from edgeres.train import set_threads
 
-    _validate(req)
     set_threads(req.threads)
     root, exports = _exports(ws, req)
     start = time.perf_counter()
@@ -321,10 +296,8 @@ def _save(ws: Workspace, root: Artifact, exports: list[Artifact], report: dict, 
     from edgeres.diagnose import plot
 
     parent = exports[0] if len(exports) == 1 else root
-    config = {"images": req.images, "recover": req.recover, "latency": req.latency, "placement": req.placement,
-              "threads": req.threads,
-              "targets": req.targets, "precisions": req.precisions, "exports": [a.id for a in exports],
-              "min_sqnr": req.min_sqnr, "max_fallback": req.max_fallback}
+    config = req.model_dump(mode="json", include=set(DiagnoseOptions.model_fields)) | {
+        "exports": [a.id for a in exports]}
     worst = {f"{f['format']} {f['precision']}": {"min_sqnr_db": f["min_sqnr_db"], "culprits": f["culprits"]}
              for f in report["files"]}
     with ws.create("diagnose", model=root.manifest["model"], dataset=report["dataset"], parent=parent,
