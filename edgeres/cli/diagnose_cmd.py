@@ -29,7 +29,8 @@ def diagnose(
     "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
     [{"point", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
     "top1", "agreement", "fallback", "placement"), "quantization" ("layers", "culprits", "recovery", "fix"), "latency"
-    ("cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "by_type", "by_block", "slowest"), "gates"."""
+    ("cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "outside_ops", "by_type", "by_block", "slowest"),
+    "gates"."""
     from edgeres.console import emit_json, stdout_to_stderr
     from edgeres.diagnose.step import REPORT_FILES, DiagnoseRequest, run_diagnose
     from edgeres.errors import EdgeresError
@@ -61,7 +62,7 @@ def show_report(report: dict) -> None:
 
     latency = {f["artifact"]: f for f in (report.get("latency") or {}).get("files", [])}
     files = table("file", "against", "min SQNR dB", "logits SQNR dB", "agreement %", "error jumps at",
-                  "float ops", "p50 ms", "ops sum ms", title=f"{report['model']}: {report['images']} test images")
+                  "float ops", "p50 ms", "ops sum ms", "outside ops %", title=f"{report['model']}: {report['images']} test images")
     for f in report["files"]:
         lat = latency.get(f["artifact"], {})
         fallback = f.get("fallback")
@@ -69,7 +70,9 @@ def show_report(report: dict) -> None:
                       f"{f['layers'][-1]['sqnr_db']:.1f}", f"{f['agreement']:.1f}", ", ".join(f["culprits"]) or "-",
                       f"{fallback['float_ops']} of {fallback['compute_ops']}" if fallback else "-",
                       f"{lat['p50_ms']:.3f}" if lat.get("p50_ms") else "-",
-                      f"{lat['ops_p50_ms']:.3f}" if lat.get("ops_p50_ms") else "-")
+                      f"{lat['ops_p50_ms']:.3f}" if lat.get("ops_p50_ms") else "-",
+                      f"{outside * 100:.1f}" if (outside := (lat.get("outside_ops") or {}).get("share")) is not None
+                      else "-")
     show(files)
     layers = table("point", *[f"{f['format']} {f['precision']}" for f in report["files"]],
                    *(["int8 vs fp32"] if report["quantization"] else []),
