@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--name", default="diagnose", help="results/NAME.json")
+    parser.add_argument("--note", default="", help="What the machine was doing (recorded with the load average)")
     parser.add_argument("--placement", action="store_true", help="Also place the int8 ONNX file on Qualcomm's HTP "
                         "emulator (minutes per ResNet-18 on x86; off by default)")
     args = parser.parse_args()
@@ -68,6 +70,7 @@ def main() -> None:
         steps["export_s"], _, _ = edgeres(ws, "export", "--target", "all", "--precision", "int8", "--precision",
                                           "fp32")
     runs = {}
+    load_before = os.getloadavg()
     placement = () if args.placement else ("--no-placement",)
     for name, extra in (("int8_three_targets", ("--precision", "int8")),
                         ("int8_and_fp32_three_targets", ("--recover", "0"))):
@@ -93,14 +96,16 @@ def main() -> None:
         print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     root = next(ws.glob("train-resnet18-*"))
     trained = json.loads((root / "manifest.json").read_text())
-    path = write("diagnose", {"model": "resnet18", "data": "fashion-mnist (embedded), test split",
+    path = write(args.name, {"model": "resnet18", "data": "fashion-mnist (embedded), test split",
                               "checkpoint": {"artifact": trained["id"], "epochs": trained["config"].get("epochs"),
                                              "test_top1": trained["metrics"]["test"]["top1"]},
                               "input_size": 32, "threads": "runtime default (every core)", "images": args.images,
                               "setup": steps or "the workspace's own artifacts", "runs": runs,
-                              "note": "run niced (nice -n 10, then 5) on a 2-core VM shared with CPU-heavy training and "
-                                      "tests (see load_average_at_end): wall_s is inflated by the sharing; cpu_s "
-                                      "(user + system of the command and its children) is the work itself"})
+                              "load_average_before": [round(v, 2) for v in load_before],
+                              "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+                              "niceness": os.nice(0),
+                              "note": args.note or "cpu_s (user + system of the command and its children) is the "
+                                                   "work itself; wall_s also holds any wait for a shared CPU"})
     print(path)
 
 

@@ -57,7 +57,7 @@ def accuracy_rows(ws: Workspace, args) -> list[dict]:
                      config=TrainConfig(epochs=args.train_epochs, limit=args.limit)), ws)
     rows = []
     for ratio in args.ratios:
-        config = {"ratio": ratio, "method": args.method, "global_pruning": args.scope == "global",
+        config = {"ratio": ratio, "method": args.method, "scope": args.scope,
                   "finetune_epochs": args.finetune_epochs, "round_to": args.round_to}
         pruned = ws.latest("prune", where=lambda m: m["parent"] == source.id and all(
             m["config"].get(k) == v for k, v in config.items() if v is not None)) if args.reuse else None

@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -46,7 +45,7 @@ def main() -> None:
     base = pipeline.train_request(spec)
     runs = []
     for run in range(args.runs):
-        request = replace(base, config=replace(base.config, seed=base.config.seed + run))
+        request = base.model_copy(update={"config": base.config.model_copy(update={"seed": base.config.seed + run})})
         start = time.perf_counter()
         artifact = edgeres.train.run_train(request, Workspace(args.workspace))
         wall = time.perf_counter() - start

@@ -104,8 +104,10 @@ def test_killed_search_resumes_without_redoing(searches):
 
 @pytest.mark.parametrize("args, says", [
     (["--device", "nosuchdevice", "--max-drop", "1"], "unknown device 'nosuchdevice'"),
-    (["--max-drop", "-1"], "--max-drop must lie in [0, 100]"),
-    (["--max-drop", "1", "--budget-minutes", "0"], "--budget-minutes must be more than 0"),
+    (["--max-drop", "-1"], "--max-drop -1.0: Input should be greater than or equal to 0"),
+    (["--max-drop", "1", "--budget-minutes", "0"], "--budget-minutes 0.0: Input should be greater than 0"),
+    ([], "missing option --max-drop"),
+    (["--max-drop", "1", "--qat", "--precision", "fp32"], "qat makes int8 models"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, args, says):
     result = run_cli("tune", "resnet20", *args, workspace=tmp_path / "ws")
