@@ -1,4 +1,4 @@
 """edgeres: take a ResNet to an edge device - quantize, prune, export, benchmark."""
 
 # The one place the version is written (pyproject.toml reads it); raise it when behaviour changes.
-__version__ = "0.5.0"
+__version__ = "0.6.0"
