@@ -130,3 +130,48 @@ def test_recipe_tune_step_reuses_the_search(searches, tmp_path):
     tune = ws.resolve(outcome[0].artifacts[0])
     results = json.loads((tune.path / "tune.json").read_text())
     assert results["made"] == [] and results["chosen"] == doc["results"]["chosen"]
+
+
+QAT_SEARCH = ["--ratio", "0.5", "--target", "tflite", "--precision", "int8", "--precision", "fp16", "--qat",
+              "--qat-epochs", "1", "--finetune-epochs", "0", "--limit", "500", "--val-limit", "200",
+              "--eval-limit", "100", "--rounds", "1", "--max-drop", "5"]
+
+
+def test_qat_fp16_tflite_and_an_interrupted_search(trained, tmp_path):
+    """--qat adds a QAT int8 model beside the PTQ one, and TFLite fp16 files are searched too; Ctrl-C stops a
+    search with one line and exit 130, and the next run goes on from the finished candidates."""
+    import shutil
+
+    _, model = trained
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(model.path, ws.root / model.path.name)
+    env = {**os.environ, "EDGERES_WORKSPACE": str(ws.root), "COLUMNS": "200"}
+    child = subprocess.Popen([sys.executable, "-m", "edgeres", "tune", model.id, *QAT_SEARCH], env=env,
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if line.startswith("candidate "):
+            child.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+    lines += child.stderr.readlines()
+    child.stderr.close()
+    assert child.wait(timeout=120) == 130, "".join(lines[-20:])
+    assert "Traceback" not in "".join(lines) and "interrupted" in lines[-1], lines[-3:]
+    first = next(line for line in lines if line.startswith("candidate ")).split(":")[0].removeprefix("candidate ")
+
+    done = run_cli("tune", model.id, *QAT_SEARCH, "--json", workspace=ws.root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)["results"]
+    by_name = {c["name"]: c for c in results["candidates"]}
+    assert {"unpruned PTQ tflite int8", "unpruned QAT tflite int8", "unpruned tflite fp16"} <= set(by_name)
+    assert by_name[first]["reused"] is True
+    for name in ("unpruned PTQ tflite int8", "unpruned QAT tflite int8", "unpruned tflite fp16"):
+        c = by_name[name]
+        assert c["status"] == "measured" and c["p50_ms"] > 0 and 0 <= c["val_top1"] <= 100, c
+        export = ws.resolve(c["export"])
+        assert export.manifest["format"] == "tflite" and export.manifest["precision"] == c["precision"]
+    qat = ws.parent_of(ws.resolve(by_name["unpruned QAT tflite int8"]["export"]))
+    assert qat.kind == "quantize" and qat.manifest["method"] == "qat"
+    ptq = ws.parent_of(ws.resolve(by_name["unpruned PTQ tflite int8"]["export"]))
+    assert ptq.kind == "quantize" and ptq.manifest["method"] == "ptq" and ptq.id != qat.id
