@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from pydantic import Field
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeres import data, distributed, models
@@ -29,8 +29,6 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.recipe import EvalLimit, ImportStep, Origin, Training, TrainStep
 from edgeres.request import Request
 from edgeres.workspace import CHECKPOINT, Artifact, NoSuchArtifact, Workspace
-
-
 
 
 def native_bf16() -> bool:
