@@ -35,14 +35,13 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from edgeres import data, models
 from edgeres.console import say
 from edgeres.errors import EdgeresError, first_line
 from edgeres.preprocessing import Preprocessing
-from edgeres.recipe import MAX_EPOCHS, PruneStep
+from edgeres.recipe import Epochs, PruneStep
 from edgeres.request import Request
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
@@ -57,7 +56,7 @@ class PruneRequest(Request, PruneStep):
     model: str  # model name (its latest FP32 train artifact) or an artifact id / path
     dataset: Optional[str] = None  # None: the model's own (fashion-mnist when one must be trained first)
     data_dir: Optional[Path] = None  # None: the directory recorded in the model's lineage
-    train_epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS)  # if an FP32 model must be trained first
+    train_epochs: Epochs = None  # if an FP32 model must be trained first; None: the model's default
 
     @property
     def global_pruning(self) -> bool:

@@ -41,6 +41,11 @@ def formats(targets: list[str]) -> list[str]:
 EvalLimit = Annotated[Optional[int], Field(ge=1, description="Evaluate on a seeded subset of this many test images.")]
 ValLimit = Annotated[Optional[int], Field(ge=1, description="Validation images that make the step's "
                                           "decisions (best epoch, accuracy budget, sensitivity).")]
+Epochs = Annotated[Optional[int], Field(ge=0, le=MAX_EPOCHS)]
+CalibImages = Annotated[int, Field(ge=1, le=100000)]
+# Each timed run and second is spent once per variant and round, in a process bench gives 900 s.
+MinRuns = Annotated[Optional[int], Field(ge=1, le=100000, description="Timed batch-1 runs, at least.")]
+MinSeconds = Annotated[Optional[float], Field(ge=0, le=600, description="Seconds of timed runs, at least.")]
 
 
 class _Strict(BaseModel):
@@ -86,8 +91,8 @@ class Training(_Strict):
     """How a network trains: the ``train`` step's options, which ``train.TrainConfig`` extends for the
     fine-tuning inside prune and QAT."""
 
-    epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS, description="Training epochs; default: the model's (13 "
-                                  "for the ImageNet layout, 8 for CIFAR ResNets).")
+    epochs: Epochs = Field(None, description="Training epochs; default: the model's (13 for the ImageNet layout, "
+                           "8 for CIFAR ResNets).")
     batch_size: int = Field(128, ge=1, le=65536, description="Training batch size.")
     lr: float = Field(0.1, gt=0, le=10, description="Peak learning rate of the one-cycle schedule.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing; it also bounds the logits, "
@@ -140,7 +145,7 @@ class PruneStep(_Strict):
 class QuantizeStep(_Strict):
     method: Literal["ptq", "qat"] = Field("ptq", description="Post-training quantization, or quantization-aware "
                                           "training after it.")
-    calib_samples: int = Field(300, ge=1, le=100000, description="Calibration images from the training split.")
+    calib_samples: CalibImages = Field(300, description="Calibration images from the training split.")
     estimator: Literal["default", "minmax", "mean-minmax", "percentile", "mse"] = Field(
         "default", description="Activation range estimator.")
     bias_correction: Literal["none", "fast"] = Field("none", description="NNCF's fast bias correction, or none "
@@ -168,7 +173,7 @@ class ExportStep(_Strict):
                           "edgetpu_compiler (on PATH); the file it came from is kept and verified.")
     verify: bool = Field(True, description="Run and check every exported file.")
     verify_limit: int = Field(500, ge=1, description="Test images used for verification.")
-    calib_samples: int = Field(200, ge=1, le=100000, description="Calibration images for the one range the "
+    calib_samples: CalibImages = Field(200, description="Calibration images for the one range the "
                                "quantize artifact lacks: TFLite io=int8 logits.")
 
     @model_validator(mode="after")
@@ -201,8 +206,8 @@ class Measuring(_Strict):
                           "latency estimated.")
     threads: Optional[int] = Field(None, ge=1, le=1024, description="Threads per runtime; default: the profile's, "
                                    "else every core.")
-    min_runs: Optional[int] = Field(None, ge=1, le=100000, description="Timed batch-1 runs, at least.")
-    min_seconds: Optional[float] = Field(None, ge=0, le=600, description="Seconds of timed runs, at least.")
+    min_runs: MinRuns = None
+    min_seconds: MinSeconds = None
     warmup: Optional[int] = Field(None, ge=0, le=10000, description="Untimed runs before timing.")
     rounds: Optional[int] = Field(None, ge=1, le=100, description="Latency rounds, each in fresh processes; p50 is "
                                   "the median of the rounds' (default 9).")

@@ -107,10 +107,9 @@ def _help(field: FieldInfo) -> str:
     lower = [f"{found[k]} {'<' if k == 'gt' else '<='} " for k in ("gt", "ge") if k in found]
     upper = [f" {'<' if k == 'lt' else '<='} {found[k]}" for k in ("lt", "le") if k in found]
     notes = [f"{''.join(lower)}x{''.join(upper)}"] if found else []
-    value = None if field.is_required() else default(field)
     if field.is_required():
         notes.append("required")
-    elif value not in (None, False):
+    elif (value := default(field)) not in (None, False):
         notes.append(f"default {_shown(value)}")
     return f"{field.description or ''} ({'; '.join(notes)})" if notes else field.description or ""
 

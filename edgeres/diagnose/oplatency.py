@@ -191,9 +191,9 @@ def _openvino_summary(before: list[tuple[str, str, str, float]], after: list[tup
     ops: dict[str, tuple[str, float, str]] = {}
     executed = 0
     for (_, _, _, avg_before), (name, kind, kernel, avg_after) in zip(before, after):
-        ms = max(0.0, avg_after * n_after - avg_before * n_before) / runs / 1000
         if avg_after <= 0:
             continue  # fused into another node (its time is that node's) or never run
+        ms = max(0.0, avg_after * n_after - avg_before * n_before) / runs / 1000
         executed += 1
         _, prior, _ = ops.get(name, (kind, 0.0, kernel))
         ops[name] = (kind, prior + ms, kernel)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from edgeres import data, extras
@@ -18,7 +17,7 @@ from edgeres.preprocessing import Preprocessing
 from edgeres.quantize import engine
 from edgeres.quantize.fold import fold_batchnorm
 from edgeres.quantize.sensitivity import Evaluator, analyze, fit_budget, logits_of, top1
-from edgeres.recipe import MAX_EPOCHS, QuantizeStep
+from edgeres.recipe import Epochs, QuantizeStep
 from edgeres.request import Request
 from edgeres.workspace import FP32_KINDS, Artifact, Workspace
 
@@ -30,7 +29,7 @@ class QuantizeRequest(Request, QuantizeStep):
     dataset: Optional[str] = None  # None: the model's own (fashion-mnist when one must be trained first)
     data_dir: Optional[Path] = None  # None: the directory recorded in the model's lineage
     weights: Optional[Path] = None  # an FP32 checkpoint file to start from instead of the workspace's
-    train_epochs: Optional[int] = Field(None, ge=0, le=MAX_EPOCHS)  # if an FP32 model must be trained first
+    train_epochs: Epochs = None  # if an FP32 model must be trained first; None: the model's default
     trust_pickle: bool = False  # --trust-pickle: ``weights`` may hold pickled objects (runs their code)
 
     @property

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
 
 from edgeres.export.formats import FORMATS, PRECISIONS
-from edgeres.recipe import TuneStep
+from edgeres.recipe import CalibImages, MinRuns, MinSeconds, TuneStep
 from edgeres.request import Request
 
 QUANTS = ("ptq", "qat")  # how an int8 model is made
@@ -23,9 +22,9 @@ class TuneRequest(Request, TuneStep):
     """What ``edgeres tune`` asks for: a tune step's search, from one FP32 model."""
 
     model: str  # model name (its latest FP32 train artifact) or an artifact id / path
-    calib_samples: int = Field(300, ge=1, le=100000)  # PTQ calibration images
-    min_runs: Optional[int] = Field(None, ge=1, le=100000)  # timed runs per latency round; None: bench's default
-    min_seconds: Optional[float] = Field(None, ge=0, le=600)
+    calib_samples: CalibImages = 300  # PTQ calibration images
+    min_runs: MinRuns = None  # timed runs per latency round; None: bench's default
+    min_seconds: MinSeconds = None
     data_dir: Optional[Path] = None
     devices_dir: Optional[Path] = None
     output: Optional[Path] = None  # also copy the chosen file here
