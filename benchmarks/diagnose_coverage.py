@@ -108,6 +108,7 @@ def main() -> None:
     if args.workspace is None:
         sys.exit("--workspace (or EDGERES_WORKSPACE) is needed")
 
+    from edgeres import devices
     from edgeres.diagnose.oplatency import profile_files
     from edgeres.export.formats import FORMATS
     from edgeres.preprocessing import Preprocessing
@@ -132,7 +133,8 @@ def main() -> None:
             path = FORMATS[m["format"]].runnable_here(export.file(m["file"]))
             x = np.zeros(Preprocessing.from_dict(m["preprocessing"]).input_shape(1), np.float32)
             load_before = os.getloadavg()
-            [f] = profile_files([export], threads=args.threads)["files"]
+            [f] = profile_files([export], profile=devices.get("cpu"), threads=args.threads, blocks=[],
+                                image=x)["files"]
             row = {k: f.get(k) for k in ("p50_ms", "ops_p50_ms", "ops_statistic", "coverage", "outside_ops",
                                          "e2e_mean_ms", "ops_mean_ms", "ops_undercount_max_ms", "runs")}
             row["profiler_on_off"] = _profiler_cost(m["format"], path, x, args.threads)

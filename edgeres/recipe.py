@@ -237,7 +237,14 @@ class DiagnoseOptions(_Strict):
     images: int = Field(64, ge=1, le=2000, description="Test images compared layer by layer.")
     recover: int = Field(3, ge=0, le=10, description="Keep-float trials: re-quantize with each of this many of the "
                          "worst layers kept in float and measure what comes back (0: none).")
-    latency: bool = Field(True, description="Profile every file operator by operator on this CPU.")
+    device: str = Field("cpu", description="Device profile (see `edgeres devices`) or a profile .yaml to run the "
+                        "files on: its runner profiles them operator by operator there (here, or over ssh) and "
+                        "checks their outputs against this host's; an ssh device that cannot be reached runs its "
+                        "emulation, as bench does.")
+    emulate: bool = Field(False, description="Run on the device's emulation here (aarch64 boards: qemu-user, after "
+                          "`edgeres devices --setup DEVICE`): each file's outputs on the device's own kernels; no "
+                          "operator times, since the speed is the emulator's.")
+    latency: bool = Field(True, description="Profile every file operator by operator on the device.")
     placement: bool = Field(False, description="Say what an accelerator (or its emulator) found here would run of "
                             "each file: the QNN HTP for int8 ONNX (Qualcomm's emulator off a Snapdragon: slow), "
                             "OpenVINO's NPU/GPU, the Edge TPU.")

@@ -214,7 +214,7 @@ def test_latency_by_operator(diagnosed):
 
 
 def test_cpu_int8_flags():
-    from edgeres.diagnose.oplatency import cpu_int8
+    from edgeres.runtimes.opprofile import cpu_int8
 
     assert "AVX-512 VNNI" in cpu_int8("flags\t: fpu avx2 avx512_vnni\n")["int8_instructions"]
     slow = cpu_int8("flags\t: fpu sse4_2 avx2\n")

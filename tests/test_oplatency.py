@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeres.diagnose.oplatency import _onnx_summary, _openvino_summary
+from edgeres.runtimes.opprofile import _onnx_summary, _openvino_summary
 
 
 def _run(ts: int, dur: int) -> dict:
@@ -34,7 +34,7 @@ def test_onnx_sums_each_run_and_names_the_time_outside_operators():
     assert outside["before_first_op_ms"] == 0.05 and outside["between_ops_ms"] == 0.1
     assert outside["after_last_op_ms"] == 0.05 and outside["ops_overlapping_ms"] == 0.0
     assert result["by_type"] == {"Add": 0.5, "Conv": 0.3}
-    assert set(result["_ops"]) == {"/conv1/Conv", "/layer1/Add"}
+    assert set(result["ops"]) == {"/conv1/Conv", "/layer1/Add"}
 
 
 def test_onnx_overlapping_kernels_are_reported():
@@ -57,11 +57,11 @@ def test_openvino_counters_are_running_averages_so_the_window_mean_is_taken():
     latencies = [1.4] * 20  # ms
     result = _openvino_summary(counters(5), counters(25), 5, 25, latencies)
     # The window's mean, not the running average (which carries the first 10 ms run: 1.52 ms for the conv).
-    assert result["_ops"]["/conv1/Conv"][1] == pytest.approx(1.2, abs=0.002)
+    assert result["ops"]["/conv1/Conv"][1] == pytest.approx(1.2, abs=0.002)
     assert result["ops_p50_ms"] == pytest.approx(1.25, abs=0.002)
     assert result["coverage"] == pytest.approx(1.25 / 1.4, abs=0.002)
     assert result["outside_ops"]["ms"] == pytest.approx(0.15, abs=0.002)
-    assert "/relu/Relu" not in result["_ops"] and result["runs"] == 20
+    assert "/relu/Relu" not in result["ops"] and result["runs"] == 20
     assert result["e2e_mean_ms"] == 1.4 and "mean" in result["ops_statistic"]
     assert 0 < result["ops_undercount_max_ms"] < 0.01
 

@@ -365,3 +365,36 @@ def test_bench_trust_new_host_records_the_key(tmp_path, sshd, onnx_workspace):
 def test_values_reaching_ssh_are_validated(tmp_path, sshd, key, value):
     with pytest.raises(EdgeresError, match=f"connection.{key}"):
         profile(tmp_path, sshd, **{key: value})
+
+
+def test_diagnose_over_ssh_profiles_the_file_on_the_device(tmp_path, sshd, onnx_workspace):
+    """`edgeres diagnose --device PROFILE.yaml`: the runner profiles the file operator by operator on the
+    device and runs it there on the test images, whose classes agree with this host's run of the same file;
+    nothing is left on the device."""
+    device = profile(tmp_path, sshd)
+    proc = run_cli("diagnose", "--device", str(device.path), "--images", "8", "--recover", "0", "--threads", "1",
+                   "--json", workspace=onnx_workspace)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)["report"]
+    assert report["device"] == "loopback" and report["where"] == f"ssh {getpass.getuser()}@127.0.0.1:{sshd.port}"
+    [f] = report["files"]
+    assert (f["format"], f["precision"]) == ("onnx", "fp32")
+    on_device = f["on_device"]
+    assert on_device["kind"] == "measured" and on_device["images"] == 8
+    assert on_device["agreement_with_this_host"] == 100.0  # the same file on the same kind of CPU
+    assert on_device["top1"] == f["top1"]
+    latency = report["latency"]
+    assert latency["device"] == "loopback" and latency["threads"] == 1 and isinstance(latency["cpu"]["fast_int8"], bool)
+    [profiled] = latency["files"]
+    assert profiled["ops_p50_ms"] > 0 and profiled["p50_ms"] > 0 and "layer1.0" in profiled["by_block"]
+    assert profiled["e2e_source"].startswith("onnxruntime profiler")
+    assert list((tmp_path / "remote").iterdir()) == []
+
+
+def test_diagnose_refuses_a_format_the_device_does_not_run(tmp_path, sshd, onnx_workspace):
+    device = profile(tmp_path, sshd)
+    before = Workspace(onnx_workspace).artifacts("diagnose")
+    proc = run_cli("diagnose", "--device", str(device.path), "--target", "tflite", workspace=onnx_workspace)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "device loopback does not run tflite" in proc.stderr and "its runtimes: onnxruntime, openvino" in proc.stderr
+    assert Workspace(onnx_workspace).artifacts("diagnose") == before

@@ -96,11 +96,11 @@ def latency_mode(req: BenchRequest, profile) -> tuple[bool, list[str]]:
     return True, [note]
 
 
-def stand_in(req: BenchRequest, profile):
+def stand_in(profile, *, emulate: bool, estimate: bool = False):
     """The profile to run: its emulation when asked (``--emulate``), or when its ssh device cannot be
     reached and its emulation is set up here (said so); else the profile itself."""
-    if req.emulate:
-        if req.estimate:
+    if emulate:
+        if estimate:
             raise EdgeresError("--emulate and --estimate exclude each other",
                                hint="--emulate already gives the estimated latency beside the emulated accuracy")
         emulated = devices.emulated(profile)
@@ -108,7 +108,7 @@ def stand_in(req: BenchRequest, profile):
         if not ready:
             raise EdgeresError(f"cannot run {profile.name} emulated: {why}")
         return emulated
-    if req.estimate or profile.connection.type != "ssh" or profile.emulation is None:
+    if estimate or profile.connection.type != "ssh" or profile.emulation is None:
         return profile
     reachable, why = devices.usable(profile)
     emulated = devices.emulated(profile)

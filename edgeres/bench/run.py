@@ -39,7 +39,7 @@ def run_bench(req: BenchRequest, ws: Workspace) -> BenchResult:
     profile = devices.get(req.device, req.devices_dir)
     if req.trust_new_host:
         profile = devices.trusting_new_host(profile)
-    profile = stand_in(req, profile)
+    profile = stand_in(profile, emulate=req.emulate, estimate=req.estimate)
     devices.check_threads(profile, req.threads)
     estimated, warnings = latency_mode(req, profile)
     torch_rows = profile.runtimes.torch is not None and bool(profile.runtimes.torch.precisions)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, WorkspaceOpt, workspace
-from edgeres.cli.devices_cmd import DevicesDirOpt
+from edgeres.cli.devices_cmd import DevicesDirOpt, TrustNewHostOpt
 from edgeres.cli.options import step_options
 from edgeres.recipe import BenchStep
 
@@ -18,9 +18,7 @@ def bench(
     export: Annotated[Optional[list[str]], typer.Option(
         "--export", help="Measure exactly this export artifact (id or path; repeatable) instead of the newest "
         "export per format and precision.")] = None,
-    trust_new_host: Annotated[bool, typer.Option("--trust-new-host", help="Trust an ssh device whose host key "
-                                                 "is not in known_hosts yet, and record it (a changed key is "
-                                                 "always refused).")] = False,
+    trust_new_host: TrustNewHostOpt = False,
     data: DataDirOpt = None,
     devices_dir: DevicesDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,

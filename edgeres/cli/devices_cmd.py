@@ -10,6 +10,9 @@ from edgeres.cli.common import JsonOpt
 DevicesDirOpt = Annotated[Optional[Path], typer.Option(
     "--devices-dir", envvar="EDGERES_DEVICES",
     help="Directory of your own <name>.yaml device profiles; they add to and override the built-in ones.")]
+TrustNewHostOpt = Annotated[bool, typer.Option(
+    "--trust-new-host", help="Trust an ssh device whose host key is not in known_hosts yet, and record it (a "
+    "changed key is always refused).")]
 
 
 def devices(

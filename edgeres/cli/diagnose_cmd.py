@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgeres.cli.common import DEFAULT_WORKSPACE, DataDirOpt, JsonOpt, WorkspaceOpt, workspace
+from edgeres.cli.devices_cmd import DevicesDirOpt, TrustNewHostOpt
 from edgeres.cli.options import step_options
 from edgeres.recipe import DiagnoseOptions
 
@@ -14,7 +15,9 @@ def diagnose(
         help="An export artifact, or a model (artifact id or name) whose newest exports to diagnose; default: "
              "the lineage of the newest export.")] = None,
     options: DiagnoseOptions = None,
+    trust_new_host: TrustNewHostOpt = False,
     data: DataDirOpt = None,
+    devices_dir: DevicesDirOpt = None,
     workspace_dir: WorkspaceOpt = DEFAULT_WORKSPACE,
     json_: JsonOpt = False,
 ) -> None:
@@ -23,19 +26,23 @@ def diagnose(
     Every exported file is compared point by point (stem, every residual block, logits) with the torch model
     it came from (int8 files: the quantize artifact's int8 model) on real test images: SQNR, cosine and max
     |diff|, and the point where the error jumps. The int8 model's worst layers are re-quantized kept in float
-    to measure what that recovers. Saved as a diagnose artifact (diagnose.json, sqnr.png).
+    to measure what that recovers. On the device (--device: here, over ssh, or emulated), each file is
+    profiled operator by operator by the device's runtime, and, off this host, its outputs are checked
+    against this host's. Saved as a diagnose artifact (diagnose.json, sqnr.png).
 
     --json: {"artifact", "path", "files": {"json", "png"}, "report"}, report being diagnose.json: "model",
     "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
     [{"point", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
-    "top1", "agreement", "fallback", "placement"), "quantization" ("layers", "culprits", "recovery", "fix"), "latency"
-    ("cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "outside_ops", "by_type", "by_block", "slowest"),
-    "gates"."""
+    "top1", "agreement", "fallback", "placement", "on_device" ("kind", "images", "top1", "agreement_with_this_host",
+    "agreement_with_reference")), "quantization" ("layers", "culprits", "recovery", "fix"), "latency" ("device",
+    "processor", "cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "outside_ops", "by_type", "by_block",
+    "slowest"), "gates"."""
     from edgeres.console import emit_json, stdout_to_stderr
     from edgeres.diagnose.step import REPORT_FILES, DiagnoseRequest, run_diagnose
     from edgeres.errors import EdgeresError
 
-    request = DiagnoseRequest(**options.model_dump(), artifact=artifact, data_dir=data)
+    request = DiagnoseRequest(**options.model_dump(), artifact=artifact, data_dir=data, devices_dir=devices_dir,
+                              trust_new_host=trust_new_host)
     with stdout_to_stderr(json_):
         result = run_diagnose(request, workspace(workspace_dir))
     files = {kind: str(result.artifact.path / name) for kind, name in REPORT_FILES.items()}
@@ -107,8 +114,27 @@ def show_report(report: dict) -> None:
                        else "")
             left = f"{placed['on_cpu']} of {placed['ops']} operators left to the CPU{compute}"
             out.print(Text(f"{where}{emulated}: {left}" + (f" ({blocks})" if blocks else "")), soft_wrap=True)
-    if report.get("latency"):
-        out.print(Text(f"cpu: {report['latency']['cpu']['note']}"), soft_wrap=True)
-        for f in report["latency"]["files"]:
+    on_device = [f for f in report["files"] if f.get("on_device")]
+    if on_device:
+        where = on_device[0]["on_device"]
+        runs = table("file", "images", "top-1 %", "agreement with this host %", "agreement with the source %",
+                     title=f"each file's outputs on {where['device']} ({where['kind']}: {where['where']})")
+        for f in on_device:
+            d = f["on_device"]
+            if d.get("unavailable"):
+                runs.add_row(f"{f['format']} {f['precision']}", Text(f"not run: {d['unavailable']}"), "", "", "")
+                continue
+            runs.add_row(f"{f['format']} {f['precision']}", str(d["images"]), f"{d['top1']:.1f}",
+                         f"{d['agreement_with_this_host']:.1f}", f"{d['agreement_with_reference']:.1f}")
+        show(runs)
+    latency = report.get("latency")
+    if latency:
+        if latency.get("unavailable"):
+            out.print(Text(f"operator times: {latency['unavailable']}"), soft_wrap=True)
+        if latency.get("cpu"):
+            on = f" ({latency['processor']})" if latency.get("processor") else ""
+            out.print(Text(f"operator times on {latency['device']}{on}; its cpu: {latency['cpu']['note']}"),
+                      soft_wrap=True)
+        for f in latency["files"]:
             if f.get("unavailable"):
                 out.print(Text(f"{f['format']} {f['precision']}: {f['unavailable']}"), soft_wrap=True)

@@ -37,6 +37,8 @@ class DiagnoseRequest(Request, DiagnoseOptions):
 
     artifact: Optional[str] = None  # export, quantize or train artifact, or a model name; None: the newest export
     data_dir: Optional[Path] = None
+    devices_dir: Optional[Path] = None
+    trust_new_host: bool = False  # record an ssh host key not yet in known_hosts (a changed one is refused)
 
 
 @dataclass
@@ -46,13 +48,40 @@ class DiagnoseResult:
     failures: list[str] = field(default_factory=list)  # gates not met
 
 
-def _exports(ws: Workspace, req: DiagnoseRequest) -> tuple[Artifact, list[Artifact]]:
+def _device(req: DiagnoseRequest):
+    """The device profile the files run on (its emulation where asked, or where its ssh device cannot be
+    reached and the emulation is set up), checked usable before any work."""
+    from edgeres import devices
+    from edgeres.bench.plan import stand_in
+
+    profile = devices.get(req.device, req.devices_dir)
+    if req.trust_new_host:
+        profile = devices.trusting_new_host(profile)
+    profile = stand_in(profile, emulate=req.emulate)
+    devices.check_threads(profile, req.threads)
+    ready, why = devices.usable(profile)
+    if not ready:
+        raise EdgeresError(f"cannot diagnose on {profile.name}: {why}",
+                           hint="`edgeres devices` says what each device needs")
+    if req.targets:
+        refused = [t for t in req.targets if FORMATS[t].runtime not in profile.runtimes.names()]
+        if refused:
+            raise EdgeresError(f"device {profile.name} does not run {', '.join(refused)}",
+                               hint=f"its runtimes: {', '.join(profile.runtimes.names())}")
+    return profile
+
+
+def _exports(ws: Workspace, req: DiagnoseRequest, profile) -> tuple[Artifact, list[Artifact]]:
     """The FP32 root and the export artifacts to diagnose: the one named, or the lineage's newest per
-    format and precision (as bench picks them)."""
+    format and precision that the device runs (as bench picks them)."""
     from edgeres.bench.select import choices, select_variants
     from edgeres.workspace import NoSuchArtifact, fp32_root
 
-    formats = choices(req.targets, tuple(FORMATS), "target")
+    runs = profile.runtimes.names()
+    formats = tuple(f for f in choices(req.targets, tuple(FORMATS), "target") if FORMATS[f].runtime in runs)
+    if not formats:
+        raise EdgeresError(f"device {profile.name} runs none of the export formats ({', '.join(FORMATS)})",
+                           hint=f"its runtimes: {', '.join(runs)}")
     precisions = choices(req.precisions, PRECISIONS, "precision")
     named = None
     if req.artifact is not None:
@@ -63,6 +92,9 @@ def _exports(ws: Workspace, req: DiagnoseRequest) -> tuple[Artifact, list[Artifa
     if named is not None and named.kind == "export":
         root = fp32_root(named, {a.id: a for a in ws.artifacts()})
         exports = [named]
+        if named.manifest["runtime"] not in runs:
+            raise EdgeresError(f"{named.id} is a {named.manifest['format']} file, and device {profile.name} has no "
+                               f"{named.manifest['runtime']} runtime", hint=f"its runtimes: {', '.join(runs)}")
     elif named is not None and named.kind not in ("train", "prune", "quantize"):
         raise EdgeresError(f"{named.id} is a {named.kind} artifact: diagnose takes an export, or a model whose "
                            "exports it diagnoses")
@@ -154,7 +186,7 @@ def compare_points(points: list[Point], reference: dict[str, np.ndarray], got: d
     return rows
 
 
-def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: DiagnoseRequest) -> dict:
+def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: DiagnoseRequest, profile) -> dict:
     m = export.manifest
     fmt = FORMATS[m["format"]]
     path = fmt.runnable_here(export.file(m["file"]))
@@ -183,6 +215,12 @@ def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: D
         "agreement": round(metrics.agreement(logits, reference[LOGITS]), 3),
         "seconds": round(time.perf_counter() - start, 2),
     }
+    if profile.connection.type != "local":  # the file's outputs on the device itself
+        from edgeres.diagnose.on_device import outputs
+
+        say(f"running {fmt.name} {m['precision']} on {profile.name} ({profile.describe_connection()})")
+        result["on_device"] = outputs(profile, path, fmt.runtime, x=models.x, labels=labels, here=logits,
+                                      reference=reference[LOGITS], threads=req.threads)
     if m["precision"] == "int8":
         from edgeres.diagnose.fallback import float_ops
 
@@ -263,7 +301,8 @@ def run_diagnose(req: DiagnoseRequest, ws: Workspace) -> DiagnoseResult:
     from edgeres.train import set_threads
 
     set_threads(req.threads)
-    root, exports = _exports(ws, req)
+    profile = _device(req)
+    root, exports = _exports(ws, req, profile)
     start = time.perf_counter()
     prep = Preprocessing.from_dict(root.manifest["preprocessing"])
     images = data.source_of(root.manifest, data_dir=req.data_dir)
@@ -274,15 +313,20 @@ def run_diagnose(req: DiagnoseRequest, ws: Workspace) -> DiagnoseResult:
     files = []
     for export in exports:
         say(f"comparing {export.manifest['format']} {export.manifest['precision']} ({export.id}) layer by layer")
-        files.append(_diagnose_file(export, models, labels, req))
+        files.append(_diagnose_file(export, models, labels, req, profile))
     quantization = [_quantization(models, source, req) for source, _, _ in models._int8.values()]
     latency = None
-    if req.latency:
+    if req.latency and profile.connection.type == "emulated":
+        latency = {"device": profile.name, "where": profile.describe_connection(), "files": [],
+                   "unavailable": f"{profile.name} runs emulated here: the speed is the emulator's, not the "
+                                  "device's, so no operator is timed"}
+    elif req.latency:
         from edgeres.diagnose.oplatency import profile_files
 
         blocks = [p.name for p in models.points if p.kind != "logits"]
-        latency = profile_files(exports, threads=req.threads, blocks=blocks)
-    report = {"model": root.manifest["model"], "root": root.id, "dataset": images.dataset, "images": int(len(labels)),
+        latency = profile_files(exports, profile=profile, threads=req.threads, blocks=blocks, image=x[:1])
+    report = {"model": root.manifest["model"], "root": root.id, "device": profile.name,
+              "where": profile.describe_connection(), "dataset": images.dataset, "images": int(len(labels)),
               "input_size": prep.input_size, "points": [p.name for p in models.points], "files": files,
               "quantization": quantization, "latency": latency,
               "seconds": round(time.perf_counter() - start, 1)}

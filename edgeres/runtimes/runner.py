@@ -32,7 +32,10 @@ process so that peak memory and crashes are the variant's own:
    rounds of a bench, which measure latency again in fresh processes (see ``edgeres.bench``).
 7. Memory: the process's peak resident set (``ru_maxrss``), which includes Python, numpy and the
    evaluation data; ``peak_rss_before_load_mb`` is the same figure just before the model was loaded.
-8. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
+8. Operator profile: a job with ``"profile": true`` replaces steps 2-7 with the runtime's own profiler
+   (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
+   figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on.
+9. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
    e.g. Qualcomm's HTP emulator on x86), the speed is the emulator's, not the device's: steps 2-4 are
    replaced by ``EMULATED_METHOD``'s two timed runs, reported as ``emulated_latency_ms`` (never
    ``latency_ms``; no throughput), and ``emulated`` names the emulator.
@@ -193,6 +196,22 @@ def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict,
     return variant, model, x, y, method, job
 
 
+def _op_profile(variant: dict, model: Path, x: np.ndarray, options: dict) -> dict[str, Any]:
+    """Step 8: the per-operator profile of the variant's file on this machine's CPU kernels."""
+    from .opprofile import cpu_int8, profile
+
+    name = variant.get("runtime")
+    found = registry.RUNTIMES.get(name) if name else registry.for_suffix(model.suffix)
+    if found is None:
+        raise RuntimeUnavailable(f"no runtime for {model.name} (known: {', '.join(registry.RUNTIMES)})")
+    if not registry.installed(found.name):
+        raise RuntimeUnavailable(registry.not_installed(found.name))
+    unit = registry.device_label(found.name, options)
+    if unit != found.default_device:
+        raise RuntimeUnavailable(f"operator profiles cover {found.name}'s CPU kernels; this variant runs on {unit}")
+    return {"op_profile": profile(found.name, model, x[:1], options["threads"]), "cpu": cpu_int8()}
+
+
 def measure(job_path: Path | str) -> dict[str, Any]:
     """Run the method on one job file; returns ``{"host": ..., "result": ...}`` and never raises for a
     variant that cannot run."""
@@ -203,6 +222,10 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         result["name"] = variant.get("name", model.name)
         options = dict(variant.get("options") or {})
         options["threads"] = options.get("threads") or os.cpu_count()
+        if job.get("profile"):
+            result.update(_op_profile(variant, model, x, options))
+            result["ok"] = True
+            return {"host": host_info(), "result": result}
         result["peak_rss_before_load_mb"] = _peak_rss_mb()
         t0 = time.perf_counter()
         session = open_session(model, variant.get("runtime"), **options)
