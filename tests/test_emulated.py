@@ -151,6 +151,28 @@ def test_raspberrypi_without_a_board_runs_its_emulation_on_a_stated_number_of_im
         assert row["n"] == cap and row["profile_verified"] is False
 
 
+def test_diagnose_on_raspberrypi_without_a_board_runs_each_file_emulated(exported, arm64_root):
+    """`edgeres diagnose --device raspberrypi` with no Pi but the emulation root: the layers are compared here,
+    each file runs on the Pi's own kernels under qemu on the profile's cap of images, and no operator is
+    timed, since the speed is qemu's."""
+    proc = run_cli("diagnose", "--device", "raspberrypi", "--images", "32", "--recover", "0", "--json",
+                   workspace=exported["workspace"])
+    assert proc.returncode == 0, proc.stderr
+    assert "raspberrypi is not reachable" in proc.stderr and "running its emulation here instead" in proc.stderr
+    report = json.loads(proc.stdout)["report"]
+    assert report["device"] == "raspberrypi" and report["where"] == "emulated (qemu-aarch64, cortex-a72)"
+    cap = devices.get("raspberrypi").emulation.max_eval_images
+    files = {f["format"]: f for f in report["files"]}
+    assert set(files) == {"tflite", "onnx"}  # the Pi runs no OpenVINO
+    for f in files.values():
+        d = f["on_device"]
+        assert d["kind"] == "emulated" and d["images"] == min(32, cap) and d["emulator"].startswith("qemu-aarch64 ")
+        assert d["agreement_with_reference"] >= 90 and 0 <= d["top1"] <= 100
+    assert files["tflite"]["on_device"]["agreement_with_this_host"] == 100.0  # as bench's emulated run shows
+    assert files["onnx"]["on_device"]["agreement_with_this_host"] >= 90
+    assert report["latency"]["files"] == [] and "emulator" in report["latency"]["unavailable"]
+
+
 def test_qnn_htp_emulator_agrees_with_the_cpu_ep_and_reports_the_partitioning(exported):
     profile = devices.get("qualcomm-npu")
     assert devices.usable(profile)[0], devices.usable(profile)[1]

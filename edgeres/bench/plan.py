@@ -115,6 +115,6 @@ def stand_in(profile, *, emulate: bool, estimate: bool = False):
     if reachable or not devices.usable(emulated)[0]:
         return profile
     warn(f"{profile.name} is not reachable ({why}): running its emulation here instead "
-        f"(accuracy on its own kernels; latency estimated); to measure on the real device, set "
+        f"(its own kernels' outputs; the emulator's speed is not the device's); to measure on the real device, set "
         f"connection.host/user/key in {profile.path}")
     return emulated

@@ -118,7 +118,7 @@ def show_report(report: dict) -> None:
     if on_device:
         where = on_device[0]["on_device"]
         runs = table("file", "images", "top-1 %", "agreement with this host %", "agreement with the source %",
-                     title=f"each file's outputs on {where['device']} ({where['kind']}: {where['where']})")
+                     title=f"each file's outputs on {where['device']} ({where['where']})")
         for f in on_device:
             d = f["on_device"]
             if d.get("unavailable"):
