@@ -5,8 +5,9 @@
 ResNet-18 on Fashion-MNIST at 32x32 (edgeres's default preprocessing for it), PTQ int8 with the default 300
 calibration images, exported to ONNX, OpenVINO IR and TFLite at int8 and fp32: taken as they are from
 ``--workdir``'s workspace (``ws``) when it holds them (the recorded run used the main recipe's artifacts:
-13 epochs), else trained briefly here (``--epochs``) and made with the CLI. Then, through the real command line, each run in a fresh
-process and timed from the outside:
+13 epochs), else trained briefly here (``--epochs``) and made with the CLI. Then, through the real command
+line, on ``--device`` (default: this machine; ``raspberrypi`` with no board: its qemu emulation), each run in
+a fresh process and timed from the outside:
 
 - ``edgeres diagnose --precision int8``: the three int8 files, every layer compared with the torch int8
   model and FP32, three keep-float trials, every file profiled operator by operator (the issue's < 2 min);
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--name", default="diagnose", help="results/NAME.json")
     parser.add_argument("--note", default="", help="What the machine was doing (recorded with the load average)")
+    parser.add_argument("--device", default=None, help="Diagnose on this device profile (e.g. raspberrypi: its "
+                        "emulation here when no board answers); default: this machine")
     parser.add_argument("--placement", action="store_true", help="Also place the int8 ONNX file on Qualcomm's HTP "
                         "emulator (minutes per ResNet-18 on x86; off by default)")
     args = parser.parse_args()
@@ -74,7 +77,8 @@ def main() -> None:
     placement = () if args.placement else ("--no-placement",)
     for name, extra in (("int8_three_targets", ("--precision", "int8")),
                         ("int8_and_fp32_three_targets", ("--recover", "0"))):
-        command = ["diagnose", "--images", str(args.images), *placement, *extra]
+        device = ("--device", args.device) if args.device else ()
+        command = ["diagnose", "--images", str(args.images), *device, *placement, *extra]
         seconds, cpu, result = edgeres(ws, *command, "--json")
         document = json.loads(result.stdout)
         report = document["report"]
@@ -84,19 +88,22 @@ def main() -> None:
             "files": [{"file": f"{f['format']} {f['precision']}", "min_sqnr_db": f["min_sqnr_db"],
                        "logits_sqnr_db": f["layers"][-1]["sqnr_db"], "agreement": f["agreement"],
                        "culprits": f["culprits"], "seconds": f["seconds"],
-                       "float_ops": (f.get("fallback") or {}).get("float_ops")} for f in report["files"]],
+                       "float_ops": (f.get("fallback") or {}).get("float_ops"),
+                       **({"on_device": f["on_device"]} if f.get("on_device") else {})} for f in report["files"]],
             "latency": [{"file": f"{f['format']} {f['precision']}", "p50_ms": f["p50_ms"],
                          "ops_p50_ms": f.get("ops_p50_ms"), "coverage": f.get("coverage"),
                          "e2e_source": f["e2e_source"], "speedup_vs_fp32": f.get("speedup_vs_fp32"),
                          **({"unavailable": f["unavailable"]} if f.get("unavailable") else {})}
                         for f in report["latency"]["files"]],
-            "cpu": report["latency"]["cpu"],
+            "latency_device": {k: report["latency"].get(k) for k in ("device", "where", "processor", "unavailable")},
+            "cpu": report["latency"].get("cpu"),
             "quantization": {k: report["quantization"][0].get(k) for k in ("culprits", "recovery", "fix")},
         }
         print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     root = next(ws.glob("train-resnet18-*"))
     trained = json.loads((root / "manifest.json").read_text())
     path = write(args.name, {"model": "resnet18", "data": "fashion-mnist (embedded), test split",
+                              "device": args.device or "cpu (this machine)",
                               "checkpoint": {"artifact": trained["id"], "epochs": trained["config"].get("epochs"),
                                              "test_top1": trained["metrics"]["test"]["top1"]},
                               "input_size": 32, "threads": "runtime default (every core)", "images": args.images,
