@@ -266,7 +266,10 @@ def test_bad_input(diagnosed, tmp_path):
                             ({"images": 0}, "--images 0: Input should be greater than or equal to 1"),
                             ({"images": 10**6}, "--images 1000000: Input should be less than or equal to 2000"),
                             ({"min_sqnr": float("nan")}, "--min-sqnr nan: Input should be a finite number"),
-                            ({"targets": ["coreml"]}, r"--target \['coreml'\]: Input should be 'onnx'")]:
+                            ({"targets": ["coreml"]}, r"--target \['coreml'\]: Input should be 'onnx'"),
+                            ({"device": "nosuch"}, "unknown device 'nosuch'"),
+                            ({"device": "raspberrypi", "targets": ["openvino"]}, "device raspberrypi does not run openvino"),
+                            ({"emulate": True}, "device cpu cannot be emulated here")]:
         with pytest.raises(EdgeresError, match=needle):
             run_diagnose(DiagnoseRequest(**request), ws)
     empty = Workspace(tmp_path / "ws")

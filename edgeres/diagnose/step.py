@@ -57,17 +57,16 @@ def _device(req: DiagnoseRequest):
     profile = devices.get(req.device, req.devices_dir)
     if req.trust_new_host:
         profile = devices.trusting_new_host(profile)
+    refused = [t for t in req.targets or () if FORMATS[t].runtime not in profile.runtimes.names()]
+    if refused:
+        raise EdgeresError(f"device {profile.name} does not run {', '.join(refused)}",
+                           hint=f"its runtimes: {', '.join(profile.runtimes.names())}")
     profile = stand_in(profile, emulate=req.emulate)
     devices.check_threads(profile, req.threads)
     ready, why = devices.usable(profile)
     if not ready:
         raise EdgeresError(f"cannot diagnose on {profile.name}: {why}",
                            hint="`edgeres devices` says what each device needs")
-    if req.targets:
-        refused = [t for t in req.targets if FORMATS[t].runtime not in profile.runtimes.names()]
-        if refused:
-            raise EdgeresError(f"device {profile.name} does not run {', '.join(refused)}",
-                               hint=f"its runtimes: {', '.join(profile.runtimes.names())}")
     return profile
 
 
