@@ -102,9 +102,10 @@ def _corrupt_tflite(source, target, block: Point, points: list[Point]) -> None:
     whose biases are float: only the block's output gets coarser."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgeres.diagnose.taps_tflite import _interpreter, match_points
+    from edgeres.diagnose.taps_tflite import match_points
+    from edgeres.runtimes.taps import tflite_interpreter
 
-    interpreter = _interpreter(source, 1, preserve=True)
+    interpreter = tflite_interpreter(source, 1)
     ops = interpreter._get_ops_details()
     index = match_points(ops, {interpreter.get_input_details()[0]["index"]}, points)[block.name]
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(source.read_bytes()))

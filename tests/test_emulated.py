@@ -152,9 +152,9 @@ def test_raspberrypi_without_a_board_runs_its_emulation_on_a_stated_number_of_im
 
 
 def test_diagnose_on_raspberrypi_without_a_board_runs_each_file_emulated(exported, arm64_root):
-    """`edgeres diagnose --device raspberrypi` with no Pi but the emulation root: the layers are compared here,
-    each file runs on the Pi's own kernels under qemu on the profile's cap of images, and no operator is
-    timed, since the speed is qemu's."""
+    """`edgeres diagnose --device raspberrypi` with no Pi but the emulation root: the layers are compared with
+    the torch model here; each file runs on the Pi's own kernels under qemu on the profile's cap of images,
+    where its tensors at every point are set against this host's; no operator is timed (qemu's speed)."""
     proc = run_cli("diagnose", "--device", "raspberrypi", "--images", "32", "--recover", "0", "--json",
                    workspace=exported["workspace"])
     assert proc.returncode == 0, proc.stderr
@@ -169,6 +169,10 @@ def test_diagnose_on_raspberrypi_without_a_board_runs_each_file_emulated(exporte
         assert d["kind"] == "emulated" and d["images"] == min(32, cap) and d["emulator"].startswith("qemu-aarch64 ")
         assert d["agreement_with_reference"] >= 90 and 0 <= d["top1"] <= 100
     assert files["tflite"]["on_device"]["agreement_with_this_host"] == 100.0  # as bench's emulated run shows
+    for f in files.values():  # every point's tensor on the Pi's kernels against this host's: close, not equal
+        d = f["on_device"]
+        assert [r["point"] for r in d["layers"]] == report["points"]
+        assert 20 < d["layers_min_sqnr_db"] <= 150 and d["layers_worst_point"] in report["points"]
     assert files["onnx"]["on_device"]["agreement_with_this_host"] >= 90
     assert report["latency"]["files"] == [] and "emulator" in report["latency"]["unavailable"]
 

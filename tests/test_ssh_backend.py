@@ -261,6 +261,13 @@ def test_local_runner_reports_a_rejected_file(tmp_path, job_dir):
     assert not result["ok"] and "cannot load broken.onnx" in result["error"]
     missing = ssh.run_variant(devices.get("raspberrypi"), job_dir, job("gone", "gone.onnx", "onnxruntime"), 60)
     assert not missing["result"]["ok"] and "gone.onnx" in missing["result"]["error"]
+    no_reference = {**job("taps", "model.onnx", "onnxruntime"), "taps": {"outputs": {"logits": "logits"},
+                                                                         "logits": "logits"}}
+    result = local.run_variant(devices.get("cpu"), job_dir, no_reference, timeout=60)["result"]
+    assert not result["ok"] and "lacks its outputs or reference tensors" in result["error"]
+    unknown = local.run_variant(devices.get("cpu"), job_dir, {**job("profile", "model.onnx", "tensorrt"),
+                                                               "profile": True}, timeout=60)["result"]
+    assert not unknown["ok"] and "no runtime for model.onnx" in unknown["error"]
 
 
 def _cut_connections(sshd, remote: Path, times: int) -> threading.Thread:
@@ -369,8 +376,8 @@ def test_values_reaching_ssh_are_validated(tmp_path, sshd, key, value):
 
 def test_diagnose_over_ssh_profiles_the_file_on_the_device(tmp_path, sshd, onnx_workspace):
     """`edgeres diagnose --device PROFILE.yaml`: the runner profiles the file operator by operator on the
-    device and runs it there on the test images, whose classes agree with this host's run of the same file;
-    nothing is left on the device."""
+    device and runs it there on the test images, whose classes and tensors at every point agree with this
+    host's run of the same file; nothing is left on the device."""
     device = profile(tmp_path, sshd)
     proc = run_cli("diagnose", "--device", str(device.path), "--images", "8", "--recover", "0", "--threads", "1",
                    "--json", workspace=onnx_workspace)
@@ -383,6 +390,9 @@ def test_diagnose_over_ssh_profiles_the_file_on_the_device(tmp_path, sshd, onnx_
     assert on_device["kind"] == "measured" and on_device["images"] == 8
     assert on_device["agreement_with_this_host"] == 100.0  # the same file on the same kind of CPU
     assert on_device["top1"] == f["top1"]
+    # every point's tensor, taken there and set against this host's there: the same file on the same kernels
+    assert [r["point"] for r in on_device["layers"]] == report["points"]
+    assert on_device["layers_min_sqnr_db"] >= 100 and all(r["cosine"] > 0.999999 for r in on_device["layers"])
     latency = report["latency"]
     assert latency["device"] == "loopback" and latency["threads"] == 1 and isinstance(latency["cpu"]["fast_int8"], bool)
     [profiled] = latency["files"]

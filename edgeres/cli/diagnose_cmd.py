@@ -34,7 +34,8 @@ def diagnose(
     "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
     [{"point", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
     "top1", "agreement", "fallback", "placement", "on_device" ("kind", "images", "top1", "agreement_with_this_host",
-    "agreement_with_reference")), "quantization" ("layers", "culprits", "recovery", "fix"), "latency" ("device",
+    "agreement_with_reference", "layers": [{"point", "sqnr_db", ...}] against this host's tensors)),
+    "quantization" ("layers", "culprits", "recovery", "fix"), "latency" ("device",
     "processor", "cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "outside_ops", "by_type", "by_block",
     "slowest"), "gates"."""
     from edgeres.console import emit_json, stdout_to_stderr
@@ -118,14 +119,16 @@ def show_report(report: dict) -> None:
     if on_device:
         where = on_device[0]["on_device"]
         runs = table("file", "images", "top-1 %", "agreement with this host %", "agreement with the source %",
-                     title=f"each file's outputs on {where['device']} ({where['where']})")
+                     "min SQNR vs this host dB", title=f"each file on {where['device']} ({where['where']})")
         for f in on_device:
             d = f["on_device"]
             if d.get("unavailable"):
-                runs.add_row(f"{f['format']} {f['precision']}", Text(f"not run: {d['unavailable']}"), "", "", "")
+                runs.add_row(f"{f['format']} {f['precision']}", Text(f"not run: {d['unavailable']}"), "", "", "", "")
                 continue
+            layers = (f"{d['layers_min_sqnr_db']:.1f} at {d['layers_worst_point']}" if "layers" in d
+                      else Text(f"- ({d.get('layers_unavailable', '')})"))
             runs.add_row(f"{f['format']} {f['precision']}", str(d["images"]), f"{d['top1']:.1f}",
-                         f"{d['agreement_with_this_host']:.1f}", f"{d['agreement_with_reference']:.1f}")
+                         f"{d['agreement_with_this_host']:.1f}", f"{d['agreement_with_reference']:.1f}", layers)
         show(runs)
     latency = report.get("latency")
     if latency:

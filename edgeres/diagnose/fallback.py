@@ -55,9 +55,9 @@ def _openvino(path: Path) -> dict:
 def _tflite(path: Path) -> dict:
     import numpy as np
 
-    from edgeres.diagnose.taps_tflite import _interpreter
+    from edgeres.runtimes.taps import tflite_interpreter
 
-    interpreter = _interpreter(path, 1, preserve=True)
+    interpreter = tflite_interpreter(path, 1)
     types = {d["index"]: np.dtype(d["dtype"]) for d in interpreter.get_tensor_details()}
     compute = [op for op in interpreter._get_ops_details() if op["op_name"] in COMPUTE["tflite"]]  # noqa: SLF001
     left = [f"{op['op_name']} #{op['index']}" for op in compute if types[int(op["inputs"][0])].kind == "f"]

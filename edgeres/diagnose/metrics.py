@@ -1,4 +1,5 @@
-"""How far one tensor is from its reference: SQNR, cosine similarity, largest absolute difference."""
+"""How far one tensor is from its reference (``compare``: SQNR, cosine similarity, largest absolute difference,
+shared with the runner on a device), where along the network the noise appeared, and top-1 agreement."""
 
 from __future__ import annotations
 
@@ -6,26 +7,9 @@ import math
 
 import numpy as np
 
-from edgeres.numerics import sqnr_db
+from edgeres.runtimes.numerics import CEILING_DB, compare
 
-# An exact match has no noise: its SQNR is reported as this ceiling (fp32 rounding sits near 140 dB).
-CEILING_DB = 150.0
-
-
-def compare(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """``test`` against ``reference`` (same shape, images on axis 0): SQNR in dB over all images (signal
-    power over noise power), the mean per-image cosine similarity, and the largest |difference|."""
-    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
-    got = np.asarray(test, np.float64).reshape(len(test), -1)
-    if ref.shape != got.shape:
-        raise ValueError(f"shapes differ: {ref.shape} and {got.shape}")
-    sqnr = float(np.clip(sqnr_db(got, ref), -CEILING_DB, CEILING_DB))
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
-    dots = np.sum(ref * got, axis=1)
-    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.all(ref == got, axis=1), 1.0, 0.0))
-    diff = float(np.abs(ref - got).max()) if ref.size else 0.0
-    return {"sqnr_db": round(sqnr, 2), "cosine": round(float(np.nan_to_num(cosine.mean(), nan=0.0)), 6),
-            "max_abs_diff": diff if math.isfinite(diff) else None}
+__all__ = ["CEILING_DB", "added_noise", "agreement", "compare", "noise_ratio"]
 
 
 def noise_ratio(sqnr_db: float) -> float:

@@ -36,7 +36,7 @@ def profile_files(exports: list[Artifact], *, profile, threads: int | None, bloc
         fmt = FORMATS[m["format"]]
         say(f"profiling {fmt.name} {m['precision']} operator by operator on {profile.name}")
         report = run_file(profile, fmt.runnable_here(export.file(m["file"])), fmt.runtime, x=image,
-                          y=np.zeros(len(image), np.int64), threads=threads, op_profile=True)
+                          y=np.zeros(len(image), np.int64), threads=threads, job={"profile": True})
         entry = {"artifact": export.id, "format": fmt.name, "precision": m["precision"]}
         result = report["result"]
         if not result["ok"]:

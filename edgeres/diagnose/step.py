@@ -195,8 +195,9 @@ def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: D
         reference_name, fp32 = f"torch int8 ({source.id})", models.fp32
     else:
         reference_name, reference, fp32 = "torch fp32", models.fp32, None
+    taps = importlib.import_module(TAPS[fmt.name])
     try:
-        got = importlib.import_module(TAPS[fmt.name]).taps(path, models.points, models.x, req.threads)
+        got = taps.taps(path, models.points, models.x, req.threads)
     except EdgeresError:
         raise
     except Exception as exc:  # noqa: BLE001 - each runtime raises its own types for a file it cannot run
@@ -220,6 +221,13 @@ def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: D
         say(f"running {fmt.name} {m['precision']} on {profile.name} ({profile.describe_connection()})")
         result["on_device"] = outputs(profile, path, fmt.runtime, x=models.x, labels=labels, here=logits,
                                       reference=reference[LOGITS], threads=req.threads)
+        if hasattr(taps, "device_job"):  # and its tensors at every point, against this host's
+            from edgeres.diagnose.on_device import layers
+
+            result["on_device"].update(layers(profile, path, fmt.runtime, taps.device_job, points=models.points,
+                                              x=models.x, labels=labels, here=got, threads=req.threads))
+        else:
+            result["on_device"]["layers_unavailable"] = f"{fmt.name} files have no layer taps on a device yet"
     if m["precision"] == "int8":
         from edgeres.diagnose.fallback import float_ops
 

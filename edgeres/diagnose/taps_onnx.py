@@ -39,18 +39,16 @@ def _tapped(path: Path, points: list[Point]):
 
 def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
     """Each point's tensor (float32, NCHW) for images ``x``."""
-    import onnxruntime as ort
+    from edgeres.runtimes.taps import onnx_tensors
 
     model, names = _tapped(path, points)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    wanted = list(dict.fromkeys(names.values()))
-    feed = session.get_inputs()[0].name
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
-    for i in range(0, len(x), 64):
-        for name, value in zip(wanted, session.run(wanted, {feed: np.ascontiguousarray(x[i:i + 64])})):
-            parts[name].append(np.asarray(value, np.float32))
-    return {point: np.concatenate(parts[tensor]) for point, tensor in names.items()}
+    return onnx_tensors(model.SerializeToString(), names, x, threads)
+
+
+def device_job(path: Path, points: list[Point], directory: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the file with every point's tensor as a graph output, written to ``directory`` for a
+    device's runner, and point -> output name."""
+    model, names = _tapped(path, points)
+    tapped = directory / f"{path.stem}.tapped.onnx"
+    tapped.write_bytes(model.SerializeToString())
+    return tapped, names

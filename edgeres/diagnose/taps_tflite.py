@@ -8,8 +8,8 @@ points are matched by structure, which every ResNet has: a residual block ends i
 inputs are both computed tensors (a convolution's bias is a constant), so the k-th such ADD in the
 interpreter's order is the k-th block (torch runs its blocks in module order too); the stem's output is the
 tensor where the first block's two branches part (the latest tensor both inputs of its ADD depend on); the
-logits are the file's output. An int8 tensor is dequantized with its own scale and zero point, NHWC becomes
-NCHW.
+logits are the file's output. The tensors come from ``edgeres.runtimes.taps``, as a device's runner takes
+them: an int8 tensor dequantized with its own scale and zero point, NHWC made NCHW.
 """
 
 from __future__ import annotations
@@ -20,26 +20,6 @@ import numpy as np
 
 from edgeres.diagnose.points import LOGITS, Point
 from edgeres.errors import EdgeresError
-
-
-def _interpreter(path: Path, threads: int | None, preserve: bool):
-    from edgeres.runtimes.tflite_rt import _interpreter_api
-
-    package, interpreter_class, _, _ = _interpreter_api()
-    options = {}
-    if preserve:
-        resolver = (__import__("ai_edge_litert.interpreter", fromlist=["OpResolverType"]).OpResolverType
-                    if package == "ai_edge_litert" else None)
-        if resolver is not None:
-            options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        options["experimental_preserve_all_tensors"] = True
-    import warnings
-
-    with warnings.catch_warnings():  # the interpreter warns that preserving tensors is for debugging
-        warnings.simplefilter("ignore")
-        interpreter = interpreter_class(model_path=str(path), num_threads=threads, **options)
-    interpreter.allocate_tensors()
-    return interpreter
 
 
 def match_points(ops: list[dict], graph_inputs: set[int], points: list[Point]) -> dict[str, int]:
@@ -74,39 +54,32 @@ def match_points(ops: list[dict], graph_inputs: set[int], points: list[Point]) -
     return found
 
 
-def _value(interpreter, detail: dict) -> np.ndarray:
-    value = interpreter.get_tensor(detail["index"])
-    if np.dtype(detail["dtype"]) in (np.int8, np.uint8):
-        scale, zero = detail["quantization"]
-        value = (value.astype(np.float32) - zero) * scale
-    value = np.asarray(value, np.float32)
-    return value.transpose(0, 3, 1, 2) if value.ndim == 4 else value
+def tensor_indices(path: Path, points: list[Point], threads: int | None = None) -> dict[str, int]:
+    """Point name -> the file's tensor index (the logits: its output), by structure."""
+    from edgeres.runtimes.taps import tflite_interpreter
 
-
-def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-    """Each point's tensor (float32, NCHW) for images ``x``, image by image (the file's batch is 1)."""
-    from edgeres.runtimes.tflite_rt import _quantize
-
-    interpreter = _interpreter(path, threads, preserve=True)
+    interpreter = tflite_interpreter(path, threads)
     try:
         ops = interpreter._get_ops_details()  # noqa: SLF001 - the interpreter's only view of its graph
     except AttributeError:
         raise EdgeresError("this TFLite interpreter cannot list its operators (no _get_ops_details)",
                            hint="pip install ai-edge-litert") from None
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    index = match_points(ops, {int(inp["index"])}, points)
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    wanted = {**{p: details[t] for p, t in index.items()}, LOGITS: out}
-    parts: dict[str, list[np.ndarray]] = {p: [] for p in wanted}
-    nhwc = np.asarray(x, np.float32).transpose(0, 2, 3, 1)
-    for i in range(len(nhwc)):
-        interpreter.set_tensor(inp["index"], _quantize(nhwc[i:i + 1], inp))
-        interpreter.invoke()
-        for point, detail in wanted.items():
-            parts[point].append(_value(interpreter, detail))
-    found = {point: np.concatenate(values) for point, values in parts.items()}
+    return {**match_points(ops, {int(inp["index"])}, points), LOGITS: int(out["index"])}
+
+
+def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Each point's tensor (float32, NCHW) for images ``x``, image by image (the file's batch is 1)."""
+    from edgeres.runtimes.taps import tflite_tensors
+
+    found = tflite_tensors(path, tensor_indices(path, points, threads), x, threads)
     found[LOGITS] = found[LOGITS].reshape(len(x), -1)  # the io=int8 file's logits may keep a 1x1 map
     return found
+
+
+def device_job(path: Path, points: list[Point], directory: Path) -> tuple[Path, dict[str, int]]:
+    """The file a device's runner takes the points' tensors from (this one) and point -> tensor index."""
+    return path, tensor_indices(path, points)
 
 
 def xnnpack_logits(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:

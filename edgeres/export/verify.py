@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.numerics import sqnr_db
+from edgeres.runtimes.numerics import sqnr_db
 
 # int8 files still differ from torch in rounding and accumulation order (and TFLite's io=int8 files in the
 # logits' int8 step): only near-ties flip, which 97 % leaves room for on small subsets.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgeres.console import progress
-from edgeres.numerics import sqnr_db
+from edgeres.runtimes.numerics import sqnr_db
 from edgeres.quantize import engine
 
 

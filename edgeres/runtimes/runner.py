@@ -35,7 +35,11 @@ process so that peak memory and crashes are the variant's own:
 8. Operator profile: a job with ``"profile": true`` replaces steps 2-7 with the runtime's own profiler
    (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
    figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on.
-9. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
+9. Layer taps: a job with ``"taps": {"outputs": {point: output name or tensor index}, "logits": point}``
+   replaces steps 2-7 too: each point's tensor of every image of ``x`` (``taps``), set against the
+   ``ref:<point>`` arrays of the data file (this host's tensors of the same file) with ``numerics.compare``;
+   ``taps`` holds a row per point, and ``top1``, ``n`` and ``predictions`` come from the logits point.
+10. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
    e.g. Qualcomm's HTP emulator on x86), the speed is the emulator's, not the device's: steps 2-4 are
    replaced by ``EMULATED_METHOD``'s two timed runs, reported as ``emulated_latency_ms`` (never
    ``latency_ms``; no throughput), and ``emulated`` names the emulator.
@@ -200,16 +204,44 @@ def _op_profile(variant: dict, model: Path, x: np.ndarray, options: dict) -> dic
     """Step 8: the per-operator profile of the variant's file on this machine's CPU kernels."""
     from .opprofile import cpu_int8, profile
 
+    found = _runtime(variant, model)
+    unit = registry.device_label(found.name, options)
+    if unit != found.default_device:
+        raise RuntimeUnavailable(f"operator profiles cover {found.name}'s CPU kernels; this variant runs on {unit}")
+    return {"op_profile": profile(found.name, model, x[:1], options["threads"]), "cpu": cpu_int8()}
+
+
+def _taps(variant: dict, model: Path, x: np.ndarray, y: np.ndarray, data: Path, spec: dict,
+          options: dict) -> dict[str, Any]:
+    """Step 9: each point's tensor here against this host's (the data file's ``ref:<point>`` arrays)."""
+    from .numerics import compare
+    from .taps import tensors
+
+    runtime = _runtime(variant, model)
+    unit = registry.device_label(runtime.name, options)
+    if unit != runtime.default_device:
+        raise RuntimeUnavailable(f"layer taps cover {runtime.name}'s CPU kernels; this variant runs on {unit}")
+    try:
+        outputs, logits_point = dict(spec["outputs"]), spec["logits"]
+        with np.load(data) as arrays:
+            reference = {point: arrays[f"ref:{point}"] for point in outputs}
+    except (KeyError, TypeError, OSError, ValueError) as exc:
+        raise JobError(f"the taps job lacks its outputs or reference tensors: {exc}") from None
+    got = tensors(runtime.name, model, outputs, x, options["threads"])
+    predictions = got[logits_point].reshape(len(x), -1).argmax(axis=1)
+    return {"taps": [{"point": point, **compare(reference[point], got[point])} for point in outputs],
+            "top1": float((predictions == y).mean() * 100), "n": int(len(y)), "predictions": predictions.tolist()}
+
+
+def _runtime(variant: dict, model: Path) -> registry.Runtime:
+    """The variant's runtime, installed here."""
     name = variant.get("runtime")
     found = registry.RUNTIMES.get(name) if name else registry.for_suffix(model.suffix)
     if found is None:
         raise RuntimeUnavailable(f"no runtime for {model.name} (known: {', '.join(registry.RUNTIMES)})")
     if not registry.installed(found.name):
         raise RuntimeUnavailable(registry.not_installed(found.name))
-    unit = registry.device_label(found.name, options)
-    if unit != found.default_device:
-        raise RuntimeUnavailable(f"operator profiles cover {found.name}'s CPU kernels; this variant runs on {unit}")
-    return {"op_profile": profile(found.name, model, x[:1], options["threads"]), "cpu": cpu_int8()}
+    return found
 
 
 def measure(job_path: Path | str) -> dict[str, Any]:
@@ -222,9 +254,10 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         result["name"] = variant.get("name", model.name)
         options = dict(variant.get("options") or {})
         options["threads"] = options.get("threads") or os.cpu_count()
-        if job.get("profile"):
-            result.update(_op_profile(variant, model, x, options))
-            result["ok"] = True
+        if job.get("profile") or job.get("taps"):
+            special = _op_profile(variant, model, x, options) if job.get("profile") else _taps(
+                variant, model, x, y, job_path.parent / job["data"], job["taps"], options)
+            result.update(special, ok=True)
             return {"host": host_info(), "result": result}
         result["peak_rss_before_load_mb"] = _peak_rss_mb()
         t0 = time.perf_counter()
