@@ -238,12 +238,12 @@ class DiagnoseOptions(_Strict):
     recover: int = Field(3, ge=0, le=10, description="Keep-float trials: re-quantize with each of this many of the "
                          "worst layers kept in float and measure what comes back (0: none).")
     device: str = Field("cpu", description="Device profile (see `edgeres devices`) or a profile .yaml to run the "
-                        "files on: its runner profiles them operator by operator there (here, or over ssh) and "
-                        "checks their outputs against this host's; an ssh device that cannot be reached runs its "
-                        "emulation, as bench does.")
+                        "files on: its runner profiles them operator by operator there (here, or over ssh) and, "
+                        "off this host, sets their outputs and their tensors at every point against this host's; "
+                        "an ssh device that cannot be reached runs its emulation, as bench does.")
     emulate: bool = Field(False, description="Run on the device's emulation here (aarch64 boards: qemu-user, after "
-                          "`edgeres devices --setup DEVICE`): each file's outputs on the device's own kernels; no "
-                          "operator times, since the speed is the emulator's.")
+                          "`edgeres devices --setup DEVICE`): each file's outputs and tensors on the device's own "
+                          "kernels; no operator times, since the speed is the emulator's.")
     latency: bool = Field(True, description="Profile every file operator by operator on the device.")
     placement: bool = Field(False, description="Say what an accelerator (or its emulator) found here would run of "
                             "each file: the QNN HTP for int8 ONNX (Qualcomm's emulator off a Snapdragon: slow), "

@@ -27,8 +27,8 @@ def diagnose(
     it came from (int8 files: the quantize artifact's int8 model) on real test images: SQNR, cosine and max
     |diff|, and the point where the error jumps. The int8 model's worst layers are re-quantized kept in float
     to measure what that recovers. On the device (--device: here, over ssh, or emulated), each file is
-    profiled operator by operator by the device's runtime, and, off this host, its outputs are checked
-    against this host's. Saved as a diagnose artifact (diagnose.json, sqnr.png).
+    profiled operator by operator by the device's runtime, and, off this host, its outputs and its tensors at
+    every point are set against this host's. Saved as a diagnose artifact (diagnose.json, sqnr.png).
 
     --json: {"artifact", "path", "files": {"json", "png"}, "report"}, report being diagnose.json: "model",
     "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
