@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import interruptible, run_cli
 from edgeres.workspace import Workspace
 
 SEARCH = ["--ratio", "0.25", "--ratio", "0.5", "--target", "onnx", "--target", "openvino", "--precision", "int8",
@@ -147,7 +147,7 @@ def test_qat_fp16_tflite_and_an_interrupted_search(trained, tmp_path):
     shutil.copytree(model.path, ws.root / model.path.name)
     env = {**os.environ, "EDGERES_WORKSPACE": str(ws.root), "COLUMNS": "200"}
     child = subprocess.Popen([sys.executable, "-m", "edgeres", "tune", model.id, *QAT_SEARCH], env=env,
-                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=interruptible)
     lines = []
     for line in child.stderr:
         lines.append(line)
