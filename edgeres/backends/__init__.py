@@ -33,6 +33,12 @@ def run_variant(profile, job_dir: Path | str, job: dict[str, Any], timeout: floa
     return module.run_variant(profile, Path(job_dir), job, timeout)
 
 
+def model_files(path: Path) -> list[Path]:
+    """A model file and the files that must lie beside it for a runtime to open it (an OpenVINO ``.xml``
+    brings its ``.bin``)."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
 def failed(job: dict[str, Any], error: str, backend: str) -> dict[str, Any]:
     """The report of a variant for which the runner produced none."""
     return {"host": None, "backend": backend,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import edgeres.runtimes
-from edgeres.backends import failed, report_from_output
+from edgeres.backends import failed, model_files, report_from_output
 from edgeres.console import warn
 from edgeres.errors import EdgeresError
 
@@ -176,9 +176,7 @@ def _remove(c, remote_dir: str, timeout: float) -> None:
 def _job_files(job_dir: Path, job: dict[str, Any]) -> tuple[list[Path], dict[str, Any]]:
     """The local files the job needs, and the job rewritten for the flat remote dir."""
     model = job_dir / job["variant"]["file"]
-    files = [model, job_dir / job["data"]]
-    if model.suffix == ".xml":
-        files.append(model.with_suffix(".bin"))
+    files = [model, job_dir / job["data"], *model_files(model)[1:]]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(", ".join(missing))

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgeres import devices
+from edgeres.backends import model_files
 from edgeres.bench.modes import Job, Mode
 from edgeres.bench.request import BenchRequest
 from edgeres.bench.rows import baseline_row, fill, variant_row
@@ -42,7 +43,7 @@ def _job_dir(tmp: Path, variant: Variant, data: Path) -> Path:
     job_dir = tmp / f"{variant.artifact.id}-{variant.precision}"
     job_dir.mkdir()
     main = variant.artifact.file(variant.file_name)  # verifies every file of the artifact
-    files = [main, main.with_suffix(".bin")] if main.suffix == ".xml" else [main]
+    files = model_files(main)
     twin = _on_a_cpu(variant, main)
     if twin != main:  # a file for an accelerator: the file it came from, for this host's top-1
         files.append(twin)

@@ -35,7 +35,7 @@ def run_file(profile, path: Path, runtime: str, *, x: np.ndarray, y: np.ndarray,
         return backends.failed({"variant": {"name": name}}, exc.args[0], profile.connection.type)
     with tempfile.TemporaryDirectory(prefix="edgeres-diagnose-") as tmp:
         job_dir = Path(tmp)
-        for f in [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]:
+        for f in backends.model_files(path):
             (job_dir / f.name).symlink_to(f.resolve())
         np.savez(job_dir / "images.npz", x=np.ascontiguousarray(x, np.float32), y=np.asarray(y, np.int64),
                  **(arrays or {}))
