@@ -401,6 +401,29 @@ def test_diagnose_over_ssh_profiles_the_file_on_the_device(tmp_path, sshd, onnx_
     assert list((tmp_path / "remote").iterdir()) == []
 
 
+def test_diagnose_over_ssh_taps_an_openvino_ir_on_the_device(tmp_path, sshd, onnx_workspace):
+    """An OpenVINO IR's tensors at every point, computed on the device from the tapped copy diagnose saves
+    there (its weights kept at fp32), agree with this host's; nothing is left on the device."""
+    from edgeres.export.step import ExportRequest, run_export
+
+    shutil.copytree(onnx_workspace, tmp_path / "ws")
+    ws = Workspace(tmp_path / "ws")
+    run_export(ExportRequest(targets=["openvino"], precisions=["fp32"], model=ws.latest("train", model="resnet20").id,
+                             verify=False), ws)
+    device = profile(tmp_path, sshd)
+    proc = run_cli("diagnose", "--device", str(device.path), "--target", "openvino", "--images", "8", "--recover",
+                   "0", "--threads", "1", "--json", workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)["report"]
+    [f] = report["files"]
+    assert (f["format"], f["runtime"]) == ("openvino", "openvino")
+    on_device = f["on_device"]
+    assert "layers_unavailable" not in on_device and on_device["agreement_with_this_host"] == 100.0
+    assert [r["point"] for r in on_device["layers"]] == report["points"]
+    assert on_device["layers_min_sqnr_db"] >= 100 and all(r["cosine"] > 0.999999 for r in on_device["layers"])
+    assert list((tmp_path / "remote").iterdir()) == []
+
+
 def test_diagnose_refuses_a_format_the_device_does_not_run(tmp_path, sshd, onnx_workspace):
     device = profile(tmp_path, sshd)
     before = Workspace(onnx_workspace).artifacts("diagnose")

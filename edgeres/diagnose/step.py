@@ -221,13 +221,10 @@ def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: D
         say(f"running {fmt.name} {m['precision']} on {profile.name} ({profile.describe_connection()})")
         result["on_device"] = outputs(profile, path, fmt.runtime, x=models.x, labels=labels, here=logits,
                                       reference=reference[LOGITS], threads=req.threads)
-        if hasattr(taps, "device_job"):  # and its tensors at every point, against this host's
-            from edgeres.diagnose.on_device import layers
+        from edgeres.diagnose.on_device import layers  # and its tensors at every point, against this host's
 
-            result["on_device"].update(layers(profile, path, fmt.runtime, taps.device_job, points=models.points,
-                                              x=models.x, labels=labels, here=got, threads=req.threads))
-        else:
-            result["on_device"]["layers_unavailable"] = f"{fmt.name} files have no layer taps on a device yet"
+        result["on_device"].update(layers(profile, path, fmt.runtime, taps.device_job, points=models.points,
+                                          x=models.x, labels=labels, here=got, threads=req.threads))
     if m["precision"] == "int8":
         from edgeres.diagnose.fallback import float_ops
 

@@ -2,7 +2,8 @@
 (``Model.add_outputs``) and the model is compiled for the CPU as bench runs it (f32 inference precision,
 LATENCY). Points are found by the operators' friendly names, which keep the ONNX node names the IR was
 converted from (``points.scoped_outputs``); an int8 IR's quantizer is a FakeQuantize named after the
-DequantizeLinear it came from, in the same scope."""
+DequantizeLinear it came from, in the same scope. For a device, the tapped model is saved as an IR of its
+own (weights as they were), which the runner there computes (``edgeres.runtimes.taps``)."""
 
 from __future__ import annotations
 
@@ -18,38 +19,44 @@ def _port(op, index: int) -> str:
     return f"{op.get_friendly_name()}:{index}"
 
 
-def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-    """Each point's tensor (float32, NCHW) for images ``x``."""
+def _tapped(path: Path, points: list[Point]):
+    """The read model with every point's tensor as an extra output, and point -> output index."""
     import openvino as ov
 
-    core = ov.Core()
-    model = core.read_model(str(path))
+    model = ov.Core().read_model(str(path))
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in ("Constant", "Parameter")]
     ports = {_port(op, i): op.output(i) for op in ops for i in range(op.get_output_size())}
     nodes = [GraphNode(op.get_friendly_name(),
                        tuple(_port(i.get_source_output().get_node(), i.get_source_output().get_index())
                              for i in op.inputs()),
                        tuple(_port(op, i) for i in range(op.get_output_size()))) for op in ops]
-    results = {n for node in nodes if node.name in {r.get_friendly_name() for r in model.get_results()}
-               for n in node.inputs}
-    names = scoped_outputs([n for n in nodes if n.name not in {r.get_friendly_name() for r in model.get_results()}],
-                           results, points)
+    result_names = {r.get_friendly_name() for r in model.get_results()}
+    results = {n for node in nodes if node.name in result_names for n in node.inputs}
+    names = scoped_outputs([n for n in nodes if n.name not in result_names], results, points)
     missing = [p.name for p in points if p.kind != "logits" and p.name not in names]
     if missing:
         raise EdgeresError(f"{path.name}: no OpenVINO operators named after module(s) {', '.join(missing)}",
                            hint="diagnose matches operators by the ONNX node names the IR was converted from; "
                                 "this file was not exported by edgeres from that model")
-    added = model.add_outputs([ports[names[p]] for p in names]) if names else []
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    outputs = {LOGITS: compiled.outputs[0]}
-    outputs |= {point: compiled.outputs[len(model.outputs) - len(added) + i] for i, point in enumerate(names)}
-    parts: dict[str, list[np.ndarray]] = {p: [] for p in outputs}
-    for i in range(0, len(x), 64):
-        result = request.infer({0: np.ascontiguousarray(x[i:i + 64], np.float32)})
-        for point, port in outputs.items():
-            parts[point].append(np.asarray(result[port], np.float32))
-    return {point: np.concatenate(values) for point, values in parts.items()}
+    first = len(model.outputs)
+    model.add_outputs([ports[names[p]] for p in names])
+    return model, {LOGITS: 0, **{point: first + i for i, point in enumerate(names)}}
+
+
+def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Each point's tensor (float32, NCHW) for images ``x``."""
+    from edgeres.runtimes.taps import openvino_tensors
+
+    model, outputs = _tapped(path, points)
+    return openvino_tensors(model, outputs, x, threads)
+
+
+def device_job(path: Path, points: list[Point], directory: Path) -> tuple[Path, dict[str, int]]:
+    """A copy of the IR with every point's tensor as an output, saved to ``directory`` for a device's
+    runner (weights kept at their precision), and point -> output index."""
+    import openvino as ov
+
+    model, outputs = _tapped(path, points)
+    tapped = directory / f"{path.stem}.tapped.xml"
+    ov.save_model(model, str(tapped), compress_to_fp16=False)
+    return tapped, outputs

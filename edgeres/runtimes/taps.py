@@ -8,6 +8,8 @@ sets them against this host's tensors of the same file there, so that only the m
   builtin kernels (a delegate such as XNNPACK computes its partition internally and keeps none of it);
   ``outputs`` maps point -> tensor index. int8 tensors are dequantized with their own scale and zero point,
   NHWC becomes NCHW.
+- OpenVINO: the IR must already list each point's tensor as a model output (diagnose saves such a copy);
+  ``outputs`` maps point -> output index. CPU, f32 inference precision, LATENCY, as bench runs it.
 
 Standard library, numpy and the runtime only, like the rest of ``runtimes/``.
 """
@@ -84,7 +86,27 @@ def tflite_tensors(path: Path, outputs: dict[str, int], x: np.ndarray, threads: 
     return {point: np.concatenate(values) for point, values in parts.items()}
 
 
-TENSORS = {"onnxruntime": onnx_tensors, "tflite": tflite_tensors}
+def openvino_tensors(model, outputs: dict[str, int], x: np.ndarray, threads: int | None) -> dict:
+    """Each point's tensor (float32) for images ``x``, from an IR (a path, or a read ``ov.Model``) whose
+    outputs include them."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(core.read_model(str(model)) if isinstance(model, (str, Path)) else model,
+                                  "CPU", config)
+    request = compiled.create_infer_request()
+    parts: dict[str, list[np.ndarray]] = {p: [] for p in outputs}
+    for i in range(0, len(x), BATCH):
+        result = request.infer({0: np.ascontiguousarray(x[i:i + BATCH], np.float32)})
+        for point, index in outputs.items():
+            parts[point].append(np.asarray(result[compiled.outputs[int(index)]], np.float32))
+    return {point: np.concatenate(values) for point, values in parts.items()}
+
+
+TENSORS = {"onnxruntime": onnx_tensors, "openvino": openvino_tensors, "tflite": tflite_tensors}
 
 
 def tensors(runtime: str, path: Path, outputs: dict, x: np.ndarray, threads: int | None) -> dict:
