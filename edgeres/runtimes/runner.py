@@ -35,8 +35,8 @@ process so that peak memory and crashes are the variant's own:
 8. Operator profile: a job with ``"profile": true`` replaces steps 2-7 with the runtime's own profiler
    (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
    figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on.
-9. Layer taps: a job with ``"taps": {"outputs": {point: output name or tensor index}, "logits": point}``
-   replaces steps 2-7 too: each point's tensor of every image of ``x`` (``taps``), set against the
+9. Layer taps: a job with ``"taps": {"outputs": {point: output}, "logits": point}`` (an output name for
+   onnxruntime, an output index for OpenVINO, a tensor index for TFLite) replaces steps 2-7 too: each point's tensor of every image of ``x`` (``taps``), set against the
    ``ref:<point>`` arrays of the data file (this host's tensors of the same file) with ``numerics.compare``;
    ``taps`` holds a row per point, and ``top1``, ``n`` and ``predictions`` come from the logits point.
 10. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
