@@ -36,9 +36,10 @@ process so that peak memory and crashes are the variant's own:
    (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
    figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on.
 9. Layer taps: a job with ``"taps": {"outputs": {point: output}, "logits": point}`` (an output name for
-   onnxruntime, an output index for OpenVINO, a tensor index for TFLite) replaces steps 2-7 too: each point's tensor of every image of ``x`` (``taps``), set against the
-   ``ref:<point>`` arrays of the data file (this host's tensors of the same file) with ``numerics.compare``;
-   ``taps`` holds a row per point, and ``top1``, ``n`` and ``predictions`` come from the logits point.
+   onnxruntime, an output index for OpenVINO, a tensor index for TFLite) replaces steps 2-7 too: each
+   point's tensor of every image of ``x`` (``taps``), set against the ``ref:<point>`` arrays of the data
+   file (this host's tensors of the same file) with ``numerics.compare``; ``taps`` holds a row per point,
+   and ``top1``, ``n`` and ``predictions`` come from the logits point.
 10. Emulation: when the job says ``"emulated": "<emulator>"`` (qemu) or the session does (``info()``,
    e.g. Qualcomm's HTP emulator on x86), the speed is the emulator's, not the device's: steps 2-4 are
    replaced by ``EMULATED_METHOD``'s two timed runs, reported as ``emulated_latency_ms`` (never
