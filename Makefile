@@ -20,8 +20,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/edgeres run recipes/resnet18-fashion-int8-all.yaml --workspace $(WORKSPACE)
 
+# One worker process (-n 1): a test whose process crashes (a segfault in a runtime's native library) runs once
+# more in a fresh worker; a test that fails is not rerun (--rerun-except . matches every failure).
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 1 --reruns 1 --rerun-except .
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache
