@@ -21,7 +21,7 @@ def run_cli(*args: str, workspace: Path | None = None, timeout: int = 900) -> su
     env = dict(os.environ)
     if workspace is not None:
         env["EDGERES_WORKSPACE"] = str(workspace)
-    env.setdefault("COLUMNS", "200")
+    env["COLUMNS"] = "200"  # wide, so that no line wraps (an xdist worker has COLUMNS=80 set)
     return subprocess.run([sys.executable, "-m", "edgeres", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
