@@ -133,7 +133,7 @@ def main() -> None:
             path = FORMATS[m["format"]].runnable_here(export.file(m["file"]))
             x = np.zeros(Preprocessing.from_dict(m["preprocessing"]).input_shape(1), np.float32)
             load_before = os.getloadavg()
-            [f] = profile_files([export], profile=devices.get("cpu"), threads=args.threads, blocks=[],
+            [f] = profile_files([export], profile=devices.get("cpu"), threads=args.threads, points=[],
                                 image=x)["files"]
             row = {k: f.get(k) for k in ("p50_ms", "ops_p50_ms", "ops_statistic", "coverage", "outside_ops",
                                          "e2e_mean_ms", "ops_mean_ms", "ops_undercount_max_ms", "runs")}

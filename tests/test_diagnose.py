@@ -209,9 +209,39 @@ def test_latency_by_operator(diagnosed):
     assert "Convolution" in lat[("openvino", "int8")]["by_type"]
     for key in (("onnx", "int8"), ("openvino", "int8")):
         assert lat[key]["ops_p50_ms"] > 0 and lat[key]["p50_ms"] > 0 and "layer2.1" in lat[key]["by_block"]
-    assert lat[("tflite", "int8")]["ops_p50_ms"] is None and "profiler" in lat[("tflite", "int8")]["unavailable"]
+    tflite = lat[("tflite", "int8")]
+    assert tflite["ops_p50_ms"] is None and "profiler" in tflite["per_operator"]  # no operator timed alone,
+    assert list(tflite["by_block"]) == [*clean.report["points"][:-1], "(other)"]  # but every block, in order
+    assert tflite["by_block"]["layer2.1"] > 0 and "cut after each block" in tflite["by_block_source"]
     cpu = clean.report["latency"]["cpu"]
     assert isinstance(cpu["fast_int8"], bool) and cpu["note"]
+
+
+def test_a_tflite_file_cut_after_a_block_computes_that_block(diagnosed, tmp_path):
+    """What TFLite's time by block rests on: the file cut after each point's tensor computes exactly that
+    tensor (on the same builtin kernels as the whole file), with the operators before it only."""
+    from edgeres.diagnose.points import LOGITS
+    from edgeres.diagnose.taps_tflite import tensor_indices
+    from edgeres.runtimes.taps import tflite_tensors
+    from edgeres.runtimes.tflite_cuts import Cutter
+
+    _, exports, clean = diagnosed
+    path = exports["tflite"].file(exports["tflite"].manifest["file"])
+    stem, *blocks = [name for name in clean.report["points"] if name != LOGITS]
+    points = [Point(stem, "stem"), *(Point(name, "block") for name in blocks)]
+    indices = tensor_indices(path, points)
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    whole = tflite_tensors(path, indices, x, 1)
+    cutter = Cutter(path)
+    positions = [cutter.position(indices[p.name]) for p in points]
+    assert positions == sorted(positions) and positions[-1] < cutter.operators
+    for point in points:
+        cut = tmp_path / f"{point.name}.tflite"
+        cut.write_bytes(cutter.cut(indices[point.name]))
+        alone = tflite_tensors(cut, {point.name: indices[point.name]}, x, 1)[point.name]
+        np.testing.assert_array_equal(alone, whole[point.name])
+    with pytest.raises(ValueError, match="made by no operator"):
+        cutter.cut(-1)
 
 
 def test_cpu_int8_flags():

@@ -141,3 +141,12 @@ def show_report(report: dict) -> None:
         for f in latency["files"]:
             if f.get("unavailable"):
                 out.print(Text(f"{f['format']} {f['precision']}: {f['unavailable']}"), soft_wrap=True)
+        timed = [f for f in latency["files"] if f.get("by_block")]
+        if timed:
+            blocks = list(dict.fromkeys(b for f in timed for b in f["by_block"]))
+            by_block = table("block", *[f"{f['format']} {f['precision']}" for f in timed],
+                             title=f"time by block (ms per run) on {latency['device']}, batch 1")
+            for block in blocks:
+                by_block.add_row(block, *[f"{f['by_block'][block]:.3f}" if block in f["by_block"] else "-"
+                                          for f in timed])
+            show(by_block)

@@ -23,21 +23,39 @@ def _block(name: str, blocks: list[str]) -> str:
 
 
 
-def profile_files(exports: list[Artifact], *, profile, threads: int | None, blocks: list[str],
+def _cuts(path, points: list) -> dict[str, int] | None:
+    """Block -> the TFLite file's tensor that ends it, for timing the file block by block; None when the
+    file's structure does not match the model's."""
+    from edgeres.diagnose.points import LOGITS
+    from edgeres.diagnose.taps_tflite import tensor_indices
+    from edgeres.errors import EdgeresError
+
+    try:
+        return {point: tensor for point, tensor in tensor_indices(path, points).items() if point != LOGITS}
+    except EdgeresError:
+        return None
+
+
+def profile_files(exports: list[Artifact], *, profile, threads: int | None, points: list,
                   image: np.ndarray) -> dict:
     """Per-operator profiles of each file on ``profile``'s device at batch 1 (``image``: one preprocessed
-    image, N=1); a file the device cannot profile says why in ``unavailable``."""
+    image, N=1), each operator mapped to its block of ``points``; a TFLite file, which has no operator
+    profiler, is timed block by block; a file the device cannot profile says why in ``unavailable``."""
     from edgeres.diagnose.on_device import run_file
     from edgeres.export.formats import FORMATS
 
+    blocks = [p.name for p in points if p.kind != "logits"]
     files, cpu, host = [], None, None
     for export in exports:
         m = export.manifest
         fmt = FORMATS[m["format"]]
-        say(f"profiling {fmt.name} {m['precision']} operator by operator on {profile.name}")
-        report = run_file(profile, fmt.runnable_here(export.file(m["file"])), fmt.runtime, x=image,
-                          y=np.zeros(len(image), np.int64), threads=threads, job={"profile": True})
-        entry = {"artifact": export.id, "format": fmt.name, "precision": m["precision"]}
+        path = fmt.runnable_here(export.file(m["file"]))
+        cuts = _cuts(path, points) if fmt.runtime == "tflite" else None
+        unit = "block" if cuts else "operator"
+        say(f"profiling {fmt.name} {m['precision']} {unit} by {unit} on {profile.name}")
+        report = run_file(profile, path, fmt.runtime, x=image, y=np.zeros(len(image), np.int64), threads=threads,
+                          job={"profile": {"cuts": cuts} if cuts else True})
+        entry = {"artifact": export.id, "format": fmt.name, "precision": m["precision"], "runtime": fmt.runtime}
         result = report["result"]
         if not result["ok"]:
             files.append({**entry, "p50_ms": None, "ops_p50_ms": None, "coverage": None,

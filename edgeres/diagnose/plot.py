@@ -1,6 +1,6 @@
 """The PNG of a diagnosis: SQNR by depth, one line per file against the torch model it came from, the
-int8 torch model against FP32 dashed, each file's first culprit ringed; and, where operators were
-profiled, time by operator type, int8 beside fp32."""
+int8 torch model against FP32 dashed, each file's first culprit ringed; and, where files were timed, time
+by block (int8 solid, fp32 dotted, as above) and time by operator type."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ def sqnr_by_depth(report: dict, path: Path) -> None:
 
     from edgeres.runtimes import registry
 
-    latency = [f for f in (report.get("latency") or {}).get("files", []) if f.get("by_type")]
-    fig = Figure(figsize=(10, 8.5 if latency else 5), dpi=110, layout="constrained")
-    axes = fig.subplots(2 if latency else 1, 1, squeeze=False)[:, 0]
+    timed = (report.get("latency") or {}).get("files", [])
+    panels = [panel for panel in (([f for f in timed if f.get("by_block")], _time_by_block),
+                                  ([f for f in timed if f.get("by_type")], _time_by_type)) if panel[0]]
+    fig = Figure(figsize=(10, 5 + 3.5 * len(panels)), dpi=110, layout="constrained")
+    axes = fig.subplots(1 + len(panels), 1, squeeze=False)[:, 0]
     ax = axes[0]
     names = report["points"]
     for f in report["files"]:
@@ -38,8 +40,8 @@ def sqnr_by_depth(report: dict, path: Path) -> None:
                  "red ring: where each file's error jumps", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    if latency:
-        _time_by_type(axes[1], latency)
+    for panel_ax, (files, draw) in zip(axes[1:], panels):
+        draw(panel_ax, files)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         fig.savefig(tmp, format="png", metadata={"Software": None})
@@ -67,3 +69,21 @@ def _time_by_type(ax, files: list[dict]) -> None:
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(True, axis="y", alpha=0.3)
+
+
+def _time_by_block(ax, files: list[dict]) -> None:
+    """One line per file: its time per run in each block (a TFLite file's from its cuts)."""
+    from edgeres.runtimes import registry
+
+    blocks = list(dict.fromkeys(b for f in files for b in f["by_block"]))
+    for f in files:
+        color = getattr(registry.RUNTIMES.get(f.get("runtime", "")), "color", "gray")
+        ax.plot([blocks.index(b) for b in f["by_block"]], list(f["by_block"].values()),
+                _PRECISION_STYLE.get(f["precision"], "-"), color=color, marker="o", markersize=3,
+                label=f"{f['format']} {f['precision']}")
+    ax.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("time per run (ms)")
+    ax.set_title("time by block, batch 1 (profilers' operator times; TFLite: differences of cut files' p50s)",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

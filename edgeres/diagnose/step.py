@@ -327,8 +327,7 @@ def run_diagnose(req: DiagnoseRequest, ws: Workspace) -> DiagnoseResult:
     elif req.latency:
         from edgeres.diagnose.oplatency import profile_files
 
-        blocks = [p.name for p in models.points if p.kind != "logits"]
-        latency = profile_files(exports, profile=profile, threads=req.threads, blocks=blocks, image=x[:1])
+        latency = profile_files(exports, profile=profile, threads=req.threads, points=models.points, image=x[:1])
     report = {"model": root.manifest["model"], "root": root.id, "device": profile.name,
               "where": profile.describe_connection(), "dataset": images.dataset, "images": int(len(labels)),
               "input_size": prep.input_size, "points": [p.name for p in models.points], "files": files,

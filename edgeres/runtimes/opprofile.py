@@ -6,7 +6,10 @@ profilers:
 - OpenVINO: performance counters (``PERF_COUNT``): ``get_profiling_info()`` after each run, with the kernel
   each operator ran (``exec_type``, e.g. ``jit_avx512_I8``) and the request's own ``latency``;
 - TFLite: LiteRT's Python interpreter has no operator profiler (its C++ ``benchmark_model
-  --enable_op_profiling`` has), so TFLite files get their end-to-end p50 only, said so.
+  --enable_op_profiling`` has), so no operator is timed alone. Given ``cuts`` (block -> the tensor that ends
+  it), each block is timed as the difference between the p50s of the file cut after it and after the block
+  before (``tflite_cuts``), every cut run as bench runs the file (XNNPACK), one run of each in turn:
+  ``by_block``, with ``(other)`` the rest of the file after the last cut.
 
 ``profile(runtime, path, x, threads)`` gives one file's operators' time per run beside the runtime's own
 end-to-end time (``coverage``: their ratio; ``outside_ops``: the rest, time the runtime spends in a run but in
@@ -211,22 +214,48 @@ def _openvino_summary(before: list[tuple[str, str, str, float]], after: list[tup
     return result
 
 
-def _tflite(path: Path, x: np.ndarray, threads: int | None) -> dict:
+def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int] | None = None) -> dict:
     from .tflite_rt import TFLiteSession
 
-    session = TFLiteSession(path, threads)
-    times = []
-    for _ in range(WARMUP):
-        session.run(x)
-    start = time.perf_counter()
-    while len(times) < MIN_RUNS or time.perf_counter() - start < MIN_SECONDS:
-        t = time.perf_counter()
-        session.run(x)
-        times.append((time.perf_counter() - t) * 1000)
-    return {"p50_ms": round(float(np.median(times)), 4), "e2e_source": "wall clock around the Python call",
-            "ops_p50_ms": None, "coverage": None,
-            "unavailable": "LiteRT's Python interpreter has no operator profiler; use its C++ benchmark_model "
-                           "--enable_op_profiling=true on the device for per-operator times"}
+    no_ops = ("LiteRT's Python interpreter has no operator profiler; use its C++ benchmark_model "
+              "--enable_op_profiling=true on the device for per-operator times")
+    with tempfile.TemporaryDirectory(prefix="edgeres-opprofile-") as tmp:
+        files = {"(file)": Path(path)}
+        if cuts:
+            from .tflite_cuts import Cutter
+
+            try:
+                cutter = Cutter(path)
+            except ImportError as exc:  # a device with an interpreter but no flatbuffer schema
+                cuts, no_ops = None, f"{no_ops}; no time by block: {exc}"
+        if cuts:
+            for block, tensor in sorted(cuts.items(), key=lambda kv: cutter.position(kv[1])):
+                files[block] = Path(tmp) / f"cut{len(files)}.tflite"
+                files[block].write_bytes(cutter.cut(tensor))
+        sessions = {name: TFLiteSession(f, threads) for name, f in files.items()}
+        times: dict[str, list[float]] = {name: [] for name in files}
+        for name, session in sessions.items():
+            for _ in range(WARMUP):
+                session.run(x)
+        start = time.perf_counter()
+        seconds = MIN_SECONDS * len(files)
+        while min(len(t) for t in times.values()) < MIN_RUNS or time.perf_counter() - start < seconds:
+            for name, session in sessions.items():  # one run each in turn: a slower spell of the machine
+                t = time.perf_counter()               # falls on every cut alike
+                session.run(x)
+                times[name].append((time.perf_counter() - t) * 1000)
+    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    result = {"p50_ms": round(p50["(file)"], 4), "e2e_source": "wall clock around the Python call",
+              "ops_p50_ms": None, "coverage": None, "runs": len(times["(file)"])}
+    if not cuts:
+        return {**result, "unavailable": no_ops}
+    by_block, before = {}, 0.0
+    for block in [*(b for b in files if b != "(file)"), "(other)"]:
+        here = p50["(file)" if block == "(other)" else block]
+        by_block[block], before = round(here - before, 4), here
+    return {**result, "per_operator": no_ops, "by_block": by_block,
+            "by_block_source": "differences of the p50s of the file cut after each block (XNNPACK, interleaved "
+                               "runs); the first block's includes the call's own cost"}
 
 
 def _figures(ops_ms: float, e2e_ms: float, p50: float, ops: dict[str, tuple[str, float, str]], source: str,
@@ -259,8 +288,13 @@ def _figures(ops_ms: float, e2e_ms: float, p50: float, ops: dict[str, tuple[str,
 PROFILERS = {"onnxruntime": _onnx, "openvino": _openvino, "tflite": _tflite}
 
 
-def profile(runtime: str, path: Path, x: np.ndarray, threads: int | None = None) -> dict:
-    """One file's per-operator figures on this machine's CPU, at the batch of ``x`` (bench's is 1)."""
+def profile(runtime: str, path: Path, x: np.ndarray, threads: int | None = None,
+            cuts: dict[str, int] | None = None) -> dict:
+    """One file's per-operator figures on this machine's CPU, at the batch of ``x`` (bench's is 1); ``cuts``
+    (block -> the tensor index that ends it) times a TFLite file block by block."""
     if runtime not in PROFILERS:
         raise ValueError(f"no operator profiler for runtime {runtime!r} (known: {', '.join(PROFILERS)})")
-    return PROFILERS[runtime](Path(path), np.ascontiguousarray(x, np.float32), threads)
+    x = np.ascontiguousarray(x, np.float32)
+    if runtime == "tflite":
+        return _tflite(Path(path), x, threads, cuts)
+    return PROFILERS[runtime](Path(path), x, threads)

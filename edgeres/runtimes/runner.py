@@ -34,7 +34,8 @@ process so that peak memory and crashes are the variant's own:
    evaluation data; ``peak_rss_before_load_mb`` is the same figure just before the model was loaded.
 8. Operator profile: a job with ``"profile": true`` replaces steps 2-7 with the runtime's own profiler
    (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
-   figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on.
+   figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on. A TFLite file's job
+   may say ``"profile": {"cuts": {block: tensor index}}`` to have it timed block by block.
 9. Layer taps: a job with ``"taps": {"outputs": {point: output}, "logits": point}`` (an output name for
    onnxruntime, an output index for OpenVINO, a tensor index for TFLite) replaces steps 2-7 too: each
    point's tensor of every image of ``x`` (``taps``), set against the ``ref:<point>`` arrays of the data
@@ -201,15 +202,17 @@ def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict,
     return variant, model, x, y, method, job
 
 
-def _op_profile(variant: dict, model: Path, x: np.ndarray, options: dict) -> dict[str, Any]:
-    """Step 8: the per-operator profile of the variant's file on this machine's CPU kernels."""
+def _op_profile(variant: dict, model: Path, x: np.ndarray, options: dict, spec: Any) -> dict[str, Any]:
+    """Step 8: the per-operator profile of the variant's file on this machine's CPU kernels (``spec``: the
+    job's ``profile``, ``true`` or ``{"cuts": {block: tensor index}}`` for a TFLite file's time by block)."""
     from .opprofile import cpu_int8, profile
 
     found = _runtime(variant, model)
     unit = registry.device_label(found.name, options)
     if unit != found.default_device:
         raise RuntimeUnavailable(f"operator profiles cover {found.name}'s CPU kernels; this variant runs on {unit}")
-    return {"op_profile": profile(found.name, model, x[:1], options["threads"]), "cpu": cpu_int8()}
+    cuts = spec.get("cuts") if isinstance(spec, dict) else None
+    return {"op_profile": profile(found.name, model, x[:1], options["threads"], cuts=cuts), "cpu": cpu_int8()}
 
 
 def _taps(variant: dict, model: Path, x: np.ndarray, y: np.ndarray, data: Path, spec: dict,
@@ -256,7 +259,7 @@ def measure(job_path: Path | str) -> dict[str, Any]:
         options = dict(variant.get("options") or {})
         options["threads"] = options.get("threads") or os.cpu_count()
         if job.get("profile") or job.get("taps"):
-            special = _op_profile(variant, model, x, options) if job.get("profile") else _taps(
+            special = _op_profile(variant, model, x, options, job["profile"]) if job.get("profile") else _taps(
                 variant, model, x, y, job_path.parent / job["data"], job["taps"], options)
             result.update(special, ok=True)
             return {"host": host_info(), "result": result}
