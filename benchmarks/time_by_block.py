@@ -7,7 +7,9 @@ OpenVINO files' (their profilers' operator times summed by block).
 The workspace's newest export per format and precision of one model are diagnosed ``--repeats`` times through
 the library call ``edgeres diagnose`` makes (8 test images, no keep-float trial, no placement), one thread per
 runtime. Per file: the end-to-end p50 and every block's time in each repeat, their median, and the spread
-(max - min) of each block over the repeats. JSON to benchmarks/results/time_by_block.json. Pin it (taskset):
+(max - min) of each block over the repeats. For a TFLite file, whose p50 comes from the rounds in which its
+cuts run in turn, also the file's p50 run alone as bench runs it (``p50_alone_ms``, on a zeros image), to
+show what running the cuts in turn costs each. JSON to benchmarks/results/time_by_block.json. Pin it (taskset):
 on a shared machine the load average is recorded, not controlled.
 """
 
@@ -50,6 +52,8 @@ def main() -> None:
                                                      "artifact": f["artifact"], "source": _source(f),
                                                      "p50_ms": [], "by_block": []})
             entry["p50_ms"].append(f["p50_ms"])
+            if f["format"] == "tflite":
+                entry.setdefault("p50_alone_ms", []).append(_alone(ws.resolve(f["artifact"]), args.threads))
             entry["by_block"].append(f.get("by_block") or {})
             print(f"repeat {repeat}: {entry['file']}: p50 {f['p50_ms']} ms", file=sys.stderr)
     for entry in files.values():
@@ -67,6 +71,16 @@ def main() -> None:
                 "(load_average per repeat)",
         "files": list(files.values())})
     print(path)
+
+
+def _alone(export, threads: int) -> float:
+    """The TFLite file's p50, run alone (no cuts) as the profile job runs it."""
+    from edgeres.preprocessing import Preprocessing
+    from edgeres.runtimes.opprofile import profile
+
+    m = export.manifest
+    x = np.zeros(Preprocessing.from_dict(m["preprocessing"]).input_shape(1), np.float32)
+    return profile("tflite", export.file(m["file"]), x, threads)["p50_ms"]
 
 
 def _source(f: dict) -> str:

@@ -9,29 +9,19 @@ the CPU) whether or not the board is there.
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 EDGETPU_OP = "edgetpu-custom-op"
-_SCHEMAS = ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
-            "tensorflow.lite.python.schema_py_generated")
-
-
-def _schema():
-    for name in _SCHEMAS:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
 
 
 def tflite_ops(path: Path | str) -> list[str] | None:
     """The operators of every subgraph of a ``.tflite`` file, in order: builtin ones by name (``CONV_2D``),
     custom ones by their custom code. None when no TFLite schema is installed here or the file is unreadable."""
-    schema = _schema()
+    from edgeres.runtimes.tflite_rt import flatbuffer_schema
+
+    schema = flatbuffer_schema()
     if schema is None:
         return None
     try:

@@ -8,7 +8,7 @@ profilers:
 - TFLite: LiteRT's Python interpreter has no operator profiler (its C++ ``benchmark_model
   --enable_op_profiling`` has), so no operator is timed alone. Given ``cuts`` (block -> the tensor that ends
   it), each block is timed as the difference between the p50s of the file cut after it and after the block
-  before (``tflite_cuts``), every cut run as bench runs the file (XNNPACK), one run of each in turn:
+  before (``tflite_cuts``), every cut run as bench runs the file (XNNPACK), in rounds taken in turn:
   ``by_block``, with ``(other)`` the rest of the file after the last cut.
 
 ``profile(runtime, path, x, threads)`` gives one file's operators' time per run beside the runtime's own
@@ -50,6 +50,7 @@ import numpy as np
 
 WARMUP = 5
 MIN_RUNS, MIN_SECONDS = 30, 0.3
+ROUND = 10  # timed runs of one TFLite cut in a row
 LAYOUT_OPS = ("Reorder", "ReorderInput", "ReorderOutput", "Transpose")
 REQUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear", "FakeQuantize", "QUANTIZE", "DEQUANTIZE")
 _X86_INT8 = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8", "avx512bw": "AVX-512BW",
@@ -240,10 +241,12 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
         start = time.perf_counter()
         seconds = MIN_SECONDS * len(files)
         while min(len(t) for t in times.values()) < MIN_RUNS or time.perf_counter() - start < seconds:
-            for name, session in sessions.items():  # one run each in turn: a slower spell of the machine
-                t = time.perf_counter()               # falls on every cut alike
-                session.run(x)
-                times[name].append((time.perf_counter() - t) * 1000)
+            for name, session in sessions.items():  # rounds in turn: a slower spell falls on every cut alike;
+                session.run(x)                        # each round's first run refills the caches, untimed
+                for _ in range(ROUND):
+                    t = time.perf_counter()
+                    session.run(x)
+                    times[name].append((time.perf_counter() - t) * 1000)
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     result = {"p50_ms": round(p50["(file)"], 4), "e2e_source": "wall clock around the Python call",
               "ops_p50_ms": None, "coverage": None, "runs": len(times["(file)"])}
@@ -254,8 +257,8 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
         here = p50["(file)" if block == "(other)" else block]
         by_block[block], before = round(here - before, 4), here
     return {**result, "per_operator": no_ops, "by_block": by_block,
-            "by_block_source": "differences of the p50s of the file cut after each block (XNNPACK, interleaved "
-                               "runs); the first block's includes the call's own cost"}
+            "by_block_source": "differences of the p50s of the file cut after each block (XNNPACK, rounds of "
+                               f"{ROUND} runs in turn); the first block's includes the call's own cost"}
 
 
 def _figures(ops_ms: float, e2e_ms: float, p50: float, ops: dict[str, tuple[str, float, str]], source: str,

@@ -3,41 +3,46 @@ it, that tensor as the only output. TFLite has no per-operator profiler in Pytho
 measured as the difference between the files cut after the block and after the one before it, each run as
 bench runs the file (XNNPACK).
 
-The cut is made on the flatbuffer with the schema's object API (``schema_py_generated``, which LiteRT ships,
-and ``flatbuffers``): the primary subgraph's operator list is in execution order, so a prefix of it is a
-complete model. Weights and every other tensor stay as they are.
+The primary subgraph's operator list is in execution order, so a prefix of it is a complete model. The cut
+is made in the file's own bytes: the length of the operator list and of the output list is lowered and the
+one output rewritten (the signatures, which name the file's own outputs, are dropped the same way). Nothing
+moves, so every weight keeps the alignment the converter gave it: a file packed anew ran its fp32
+ResNet-18 about 14 % slower here. The flatbuffer is read with the schema's generated code, which LiteRT ships.
 """
 
 from __future__ import annotations
 
-import importlib
+import struct
 from pathlib import Path
 
-_SCHEMAS = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
+from .tflite_rt import flatbuffer_schema
+
+# vtable slots (4 + 2 x field index) in TFLite's schema: SubGraph.outputs, SubGraph.operators,
+# Model.signature_defs
+_OUTPUTS, _OPERATORS, _SIGNATURES = 8, 10, 18
 
 
-def _schema():
-    for name in _SCHEMAS:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError("no TFLite flatbuffer schema here (pip install ai-edge-litert)")
+def _length_at(table, slot: int) -> int | None:
+    """Where the length of one of ``table``'s vector fields lies in the buffer (None: no such field)."""
+    offset = table._tab.Offset(slot)  # noqa: SLF001 - the generated code's own table accessor
+    return table._tab.Vector(offset) - 4 if offset else None  # noqa: SLF001
 
 
 class Cutter:
     """One file, read once; ``cut(tensor)`` gives the bytes of the file cut after ``tensor``."""
 
     def __init__(self, path: Path):
-        self._schema = _schema()
-        self._model = self._schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-        graph = self._model.subgraphs[0]
-        self._operators, self._outputs = list(graph.operators), list(graph.outputs)
-        self._producer = {int(t): i for i, op in enumerate(self._operators) for t in op.outputs}
-
-    @property
-    def operators(self) -> int:
-        return len(self._operators)
+        schema = flatbuffer_schema()
+        if schema is None:
+            raise ImportError("no TFLite flatbuffer schema here (pip install ai-edge-litert)")
+        self._bytes = Path(path).read_bytes()
+        model = schema.Model.GetRootAs(self._bytes, 0)
+        graph = model.Subgraphs(0)
+        self.operators = graph.OperatorsLength()
+        self._producer = {int(op.Outputs(j)): i for i in range(self.operators)
+                          for op in [graph.Operators(i)] for j in range(op.OutputsLength())}
+        self._at = {"operators": _length_at(graph, _OPERATORS), "outputs": _length_at(graph, _OUTPUTS),
+                    "signatures": _length_at(model, _SIGNATURES)}
 
     def position(self, tensor: int) -> int:
         """How many operators the file cut after ``tensor`` keeps."""
@@ -46,14 +51,10 @@ class Cutter:
         return self._producer[int(tensor)] + 1
 
     def cut(self, tensor: int) -> bytes:
-        import flatbuffers
-
-        graph, signatures = self._model.subgraphs[0], self._model.signatureDefs
-        graph.operators, graph.outputs = self._operators[:self.position(tensor)], [int(tensor)]
-        self._model.signatureDefs = None  # they name the file's own outputs
-        try:
-            builder = flatbuffers.Builder(1024)
-            builder.Finish(self._model.Pack(builder), file_identifier=b"TFL3")
-            return bytes(builder.Output())
-        finally:
-            graph.operators, graph.outputs, self._model.signatureDefs = self._operators, self._outputs, signatures
+        kept = self.position(tensor)
+        data = bytearray(self._bytes)
+        struct.pack_into("<I", data, self._at["operators"], kept)
+        struct.pack_into("<Ii", data, self._at["outputs"], 1, int(tensor))
+        if self._at["signatures"] is not None:
+            struct.pack_into("<I", data, self._at["signatures"], 0)
+        return bytes(data)

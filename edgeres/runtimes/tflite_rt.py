@@ -22,6 +22,19 @@ from . import registry
 from .base import RuntimeUnavailable, Session, first_line
 
 _PACKAGES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow")
+_SCHEMAS = ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
+            "tensorflow.lite.python.schema_py_generated")
+
+
+def flatbuffer_schema():
+    """The generated reader of TFLite's flatbuffer schema from the first package installed that ships it,
+    or None."""
+    for name in _SCHEMAS:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
 
 def _interpreter_api() -> tuple[str, Any, Any, str]:
