@@ -244,6 +244,25 @@ def test_a_tflite_file_cut_after_a_block_computes_that_block(diagnosed, tmp_path
         cutter.cut(-1)
 
 
+def test_tflite_cuts_run_one_at_a_time_where_memory_is_short(diagnosed, monkeypatch):
+    """Every cut loaded at once holds a copy of the weights each: where that would take more than half the
+    free memory (a small board, a large model), the cuts are timed one after another instead."""
+    from edgeres.diagnose.points import LOGITS
+    from edgeres.diagnose.taps_tflite import tensor_indices
+    from edgeres.runtimes import opprofile
+
+    _, exports, clean = diagnosed
+    path = exports["tflite"].file(exports["tflite"].manifest["file"])
+    assert opprofile._fit_together(path, 2) and not opprofile._fit_together(path, 10**9)
+    stem, *blocks = [name for name in clean.report["points"] if name != LOGITS]
+    points = [Point(stem, "stem"), *(Point(name, "block") for name in blocks)]
+    cuts = {point: tensor for point, tensor in tensor_indices(path, points).items() if point != LOGITS}
+    monkeypatch.setattr(opprofile, "_fit_together", lambda path, sessions: False)
+    found = opprofile.profile("tflite", path, np.zeros((1, 1, 28, 28), np.float32), 1, cuts=cuts)
+    assert list(found["by_block"]) == [stem, *blocks, "(other)"] and "one cut at a time" in found["by_block_source"]
+    assert found["runs"] >= opprofile.MIN_RUNS and found["p50_ms"] > 0
+
+
 def test_cpu_int8_flags():
     from edgeres.runtimes.opprofile import cpu_int8
 

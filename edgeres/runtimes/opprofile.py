@@ -216,8 +216,6 @@ def _openvino_summary(before: list[tuple[str, str, str, float]], after: list[tup
 
 
 def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int] | None = None) -> dict:
-    from .tflite_rt import TFLiteSession
-
     no_ops = ("LiteRT's Python interpreter has no operator profiler; use its C++ benchmark_model "
               "--enable_op_profiling=true on the device for per-operator times")
     with tempfile.TemporaryDirectory(prefix="edgeres-opprofile-") as tmp:
@@ -233,20 +231,9 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
             for block, tensor in sorted(cuts.items(), key=lambda kv: cutter.position(kv[1])):
                 files[block] = Path(tmp) / f"cut{len(files)}.tflite"
                 files[block].write_bytes(cutter.cut(tensor))
-        sessions = {name: TFLiteSession(f, threads) for name, f in files.items()}
-        times: dict[str, list[float]] = {name: [] for name in files}
-        for name, session in sessions.items():
-            for _ in range(WARMUP):
-                session.run(x)
-        start = time.perf_counter()
-        seconds = MIN_SECONDS * len(files)
-        while min(len(t) for t in times.values()) < MIN_RUNS or time.perf_counter() - start < seconds:
-            for name, session in sessions.items():  # rounds in turn: a slower spell falls on every cut alike;
-                session.run(x)                        # each round's first run refills the caches, untimed
-                for _ in range(ROUND):
-                    t = time.perf_counter()
-                    session.run(x)
-                    times[name].append((time.perf_counter() - t) * 1000)
+        together = _fit_together(Path(path), len(files))
+        times = _tflite_in_turn(files, x, threads) if together else {
+            name: _tflite_alone(f, x, threads) for name, f in files.items()}
     p50 = {name: float(np.median(t)) for name, t in times.items()}
     result = {"p50_ms": round(p50["(file)"], 4), "e2e_source": "wall clock around the Python call",
               "ops_p50_ms": None, "coverage": None, "runs": len(times["(file)"])}
@@ -256,9 +243,59 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
     for block in [*(b for b in files if b != "(file)"), "(other)"]:
         here = p50["(file)" if block == "(other)" else block]
         by_block[block], before = round(here - before, 4), here
+    how = (f"rounds of {ROUND} runs in turn" if together
+           else "one cut at a time, as all of them loaded at once would not fit in half the free memory")
     return {**result, "per_operator": no_ops, "by_block": by_block,
-            "by_block_source": "differences of the p50s of the file cut after each block (XNNPACK, rounds of "
-                               f"{ROUND} runs in turn); the first block's includes the call's own cost"}
+            "by_block_source": f"differences of the p50s of the file cut after each block (XNNPACK, {how}); "
+                               "the first block's includes the call's own cost"}
+
+
+def _fit_together(path: Path, sessions: int) -> bool:
+    """Whether ``sessions`` interpreters of the file (XNNPACK packs a copy of the weights for each) fit in
+    half of this machine's available memory; True where that cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return 2 * sessions * path.stat().st_size < int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def _tflite_in_turn(files: dict[str, Path], x: np.ndarray, threads: int | None) -> dict[str, list[float]]:
+    """Each file's times (ms), all loaded at once and run in rounds taken in turn: a slower spell of the
+    machine falls on every file alike; each round's first run, which refills the caches, is not timed."""
+    from .tflite_rt import TFLiteSession
+
+    sessions = {name: TFLiteSession(f, threads) for name, f in files.items()}
+    times: dict[str, list[float]] = {name: [] for name in files}
+    for session in sessions.values():
+        for _ in range(WARMUP):
+            session.run(x)
+    start, seconds = time.perf_counter(), MIN_SECONDS * len(files)
+    while min(len(t) for t in times.values()) < MIN_RUNS or time.perf_counter() - start < seconds:
+        for name, session in sessions.items():
+            session.run(x)
+            for _ in range(ROUND):
+                t = time.perf_counter()
+                session.run(x)
+                times[name].append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def _tflite_alone(path: Path, x: np.ndarray, threads: int | None) -> list[float]:
+    """One file's times (ms), loaded alone and released after."""
+    from .tflite_rt import TFLiteSession
+
+    session, times = TFLiteSession(path, threads), []
+
+    def run() -> None:
+        t = time.perf_counter()
+        session.run(x)
+        times.append((time.perf_counter() - t) * 1000)
+
+    _timed_runs(run)
+    return times[WARMUP:]
 
 
 def _figures(ops_ms: float, e2e_ms: float, p50: float, ops: dict[str, tuple[str, float, str]], source: str,
