@@ -1,6 +1,6 @@
 """``edgeres diagnose``'s time-by-block table, repeated: how steady each file's block times are, and how a
-TFLite file's (the differences of its cuts' p50s: LiteRT has no operator profiler) sit beside the ONNX and
-OpenVINO files' (their profilers' operator times summed by block).
+TFLite file's (the differences of the p50s of the file's first operators: LiteRT has no operator profiler)
+sit beside the ONNX and OpenVINO files' (their profilers' operator times summed by block).
 
     taskset -c 1 python benchmarks/time_by_block.py --workspace WS [--threads 1] [--repeats 3]
 
@@ -8,8 +8,8 @@ The workspace's newest export per format and precision of one model are diagnose
 the library call ``edgeres diagnose`` makes (8 test images, no keep-float trial, no placement), one thread per
 runtime. Per file: the end-to-end p50 and every block's time in each repeat, their median, and the spread
 (max - min) of each block over the repeats. For a TFLite file, whose p50 comes from the rounds in which its
-cuts run in turn, also the file's p50 run alone as bench runs it (``p50_alone_ms``, on a zeros image), to
-show what running the cuts in turn costs each. JSON to benchmarks/results/time_by_block.json. Pin it (taskset):
+prefixes run in turn, also the file's p50 run alone as bench runs it (``p50_alone_ms``, on a zeros image),
+to show what running the prefixes in turn costs each. JSON to benchmarks/results/time_by_block.json. Pin it (taskset):
 on a shared machine the load average is recorded, not controlled.
 """
 
@@ -74,19 +74,17 @@ def main() -> None:
 
 
 def _alone(export, threads: int) -> float:
-    """The TFLite file's p50, run alone (no cuts) as the profile job runs it."""
+    """The TFLite file's p50, run alone (no prefixes) as the profile job runs each."""
     from edgeres.preprocessing import Preprocessing
-    from edgeres.runtimes.opprofile import profile
+    from edgeres.runtimes.opprofile import _tflite_alone
 
     m = export.manifest
     x = np.zeros(Preprocessing.from_dict(m["preprocessing"]).input_shape(1), np.float32)
-    return profile("tflite", export.file(m["file"]), x, threads)["p50_ms"]
+    return round(float(np.median(_tflite_alone(export.file(m["file"]), x, threads))), 4)
 
 
 def _source(f: dict) -> str:
-    if f.get("by_block_source"):
-        return f["by_block_source"]
-    return f"{f.get('e2e_source', 'profiler')}: operator times summed by block"
+    return f"{f.get('ops_statistic', 'profiler')}: operator times summed by block"
 
 
 if __name__ == "__main__":

@@ -176,10 +176,15 @@ def test_clean_files_match_their_sources(diagnosed):
         else:
             assert f["reference"] == "torch fp32" and f["min_sqnr_db"] > 50 and f["culprits"] == []
     q = report["quantization"][0]
-    assert q["culprits"] and [r["point"] for r in q["recovery"]] == ["(as quantized)", q["culprits"][0]]
-    assert q["recovery"][1]["float_layers"] and all(n.startswith(("layer", "conv1", "linear"))
-                                                     for n in q["recovery"][1]["float_layers"])
-    assert "fix" in q
+    base, block, *alone = q["recovery"]
+    assert q["culprits"] and [base["point"], block["point"]] == ["(as quantized)", q["culprits"][0]]
+    assert block["float_layers"] and all(n.startswith(("layer", "conv1", "linear")) for n in block["float_layers"])
+    # a point of several layers is then tried layer by layer, each of its layers alone in float
+    several = len(block["float_layers"]) > 1
+    assert [r["float_layers"] for r in alone] == ([[n] for n in block["float_layers"]] if several else [])
+    assert all(r["alone"] and r["point"] == block["point"] for r in alone)
+    best = max(q["recovery"][1:], key=lambda r: (r["recovery_pp"], r["agreement_gain_pp"], -len(r["float_layers"])))
+    assert q["fix"].get("float_layers", best["float_layers"]) == best["float_layers"]
 
 
 def test_placement_and_the_fallback_gate(diagnosed):
@@ -201,7 +206,8 @@ def test_placement_and_the_fallback_gate(diagnosed):
 
 def test_latency_by_operator(diagnosed):
     """Operator types come from the runtimes' own profilers: int8 ONNX runs QLinearConv, fp16 ONNX Conv;
-    OpenVINO's counters name convolutions; TFLite says it has no profiler; the CPU's int8 flags are read."""
+    OpenVINO's counters name convolutions; TFLite's, timed by prefixes of the file, spend most of their time
+    in convolutions; the CPU's int8 flags are read."""
     _, _, clean = diagnosed
     lat = {(f["format"], f["precision"]): f for f in clean.report["latency"]["files"]}
     assert "QLinearConv" in lat[("onnx", "int8")]["by_type"] and "Conv" in lat[("onnx", "fp16")]["by_type"]
@@ -209,39 +215,52 @@ def test_latency_by_operator(diagnosed):
     assert "Convolution" in lat[("openvino", "int8")]["by_type"]
     for key in (("onnx", "int8"), ("openvino", "int8")):
         assert lat[key]["ops_p50_ms"] > 0 and lat[key]["p50_ms"] > 0 and "layer2.1" in lat[key]["by_block"]
-    tflite = lat[("tflite", "int8")]
-    assert tflite["ops_p50_ms"] is None and "profiler" in tflite["per_operator"]  # no operator timed alone,
-    assert list(tflite["by_block"]) == [*clean.report["points"][:-1], "(other)"]  # but every block, in order
-    assert tflite["by_block"]["layer2.1"] > 0 and "cut after each block" in tflite["by_block_source"]
+    tflite = lat[("tflite", "int8")]  # timed by prefixes of the file: operator by operator, block by block
+    assert tflite["by_type"]["CONV_2D"] > 0.5 * tflite["ops_p50_ms"] and "first operators" in tflite["ops_statistic"]
+    assert list(tflite["by_block"]) == [*clean.report["points"][:-1], "(other)"] and tflite["by_block"]["layer2.1"] > 0
+    slowest = tflite["slowest"][0]  # named after its block, by its type and place in the file
+    assert slowest["op"] == f"{slowest['op'].split()[0]} {slowest['type']}#{slowest['op'].split('#')[1]}"
+    assert slowest["op"].split()[0] in tflite["by_block"] and slowest["type"] in tflite["by_type"]
     cpu = clean.report["latency"]["cpu"]
     assert isinstance(cpu["fast_int8"], bool) and cpu["note"]
 
 
-def test_a_tflite_file_cut_after_a_block_computes_that_block(diagnosed, tmp_path):
-    """What TFLite's time by block rests on: the file cut after each point's tensor computes exactly that
-    tensor (on the same builtin kernels as the whole file), with the operators before it only."""
-    from edgeres.diagnose.points import LOGITS
-    from edgeres.diagnose.taps_tflite import tensor_indices
-    from edgeres.runtimes.taps import tflite_tensors
+def test_a_tflite_prefix_runs_every_operator_it_keeps(diagnosed, tmp_path):
+    """What TFLite's time per operator rests on: the file's first k operators, cut out of it, compute exactly
+    the whole file's tensors (on the same builtin kernels), and every tensor they make is read by one of them
+    or is an output, so that XNNPACK, which drops operators nobody reads, runs them all too; its first output
+    is the last operator's."""
+    from edgeres.runtimes.taps import tflite_interpreter, tflite_tensors
     from edgeres.runtimes.tflite_cuts import Cutter
 
-    _, exports, clean = diagnosed
+    _, exports, _ = diagnosed
     path = exports["tflite"].file(exports["tflite"].manifest["file"])
-    stem, *blocks = [name for name in clean.report["points"] if name != LOGITS]
-    points = [Point(stem, "stem"), *(Point(name, "block") for name in blocks)]
-    indices = tensor_indices(path, points)
-    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
-    whole = tflite_tensors(path, indices, x, 1)
     cutter = Cutter(path)
-    positions = [cutter.position(indices[p.name]) for p in points]
-    assert positions == sorted(positions) and positions[-1] < cutter.operators
-    for point in points:
-        cut = tmp_path / f"{point.name}.tflite"
-        cut.write_bytes(cutter.cut(indices[point.name]))
-        alone = tflite_tensors(cut, {point.name: indices[point.name]}, x, 1)[point.name]
-        np.testing.assert_array_equal(alone, whole[point.name])
-    with pytest.raises(ValueError, match="made by no operator"):
-        cutter.cut(-1)
+    ops = tflite_interpreter(path, 1)._get_ops_details()
+    assert cutter.kinds == [op["op_name"] for op in ops] and "CONV_2D" in cutter.kinds
+    made = {int(t): i for i, op in enumerate(ops) for t in op["outputs"]}
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    whole = tflite_tensors(path, {t: t for t in made}, x, 1)
+    branched = 0
+    for kept in range(1, cutter.operators + 1):
+        prefix = tmp_path / f"prefix{kept}.tflite"
+        prefix.write_bytes(cutter.prefix(kept))
+        outputs = [int(o["index"]) for o in tflite_interpreter(prefix, 1).get_output_details()]
+        read = {int(t) for op in ops[:kept] for t in op["inputs"]}
+        assert outputs[0] == int(ops[kept - 1]["outputs"][0])
+        assert {t for t, i in made.items() if i < kept} <= read | set(outputs)
+        branched += len(outputs) > 1
+        got = tflite_tensors(prefix, {t: t for t in outputs}, x, 1)
+        for t in outputs:
+            np.testing.assert_array_equal(got[t], whole[t])
+    assert branched  # a shortcut convolution made some prefix end in two branches
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(cutter.prefix(0))
+    empty_interpreter = tflite_interpreter(empty, 1)
+    assert [o["index"] for o in empty_interpreter.get_output_details()] == [
+        o["index"] for o in empty_interpreter.get_input_details()]
+    with pytest.raises(ValueError, match="operators, not"):
+        cutter.prefix(cutter.operators + 1)
 
 
 def test_tflite_cuts_run_one_at_a_time_where_memory_is_short(diagnosed, monkeypatch):
@@ -259,7 +278,7 @@ def test_tflite_cuts_run_one_at_a_time_where_memory_is_short(diagnosed, monkeypa
     cuts = {point: tensor for point, tensor in tensor_indices(path, points).items() if point != LOGITS}
     monkeypatch.setattr(opprofile, "_fit_together", lambda path, sessions: False)
     found = opprofile.profile("tflite", path, np.zeros((1, 1, 28, 28), np.float32), 1, cuts=cuts)
-    assert list(found["by_block"]) == [stem, *blocks, "(other)"] and "one cut at a time" in found["by_block_source"]
+    assert list(found["by_block"]) == [stem, *blocks, "(other)"] and "one cut at a time" in found["ops_statistic"]
     assert found["runs"] >= opprofile.MIN_RUNS and found["p50_ms"] > 0
 
 

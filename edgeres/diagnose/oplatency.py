@@ -24,8 +24,8 @@ def _block(name: str, blocks: list[str]) -> str:
 
 
 def _cuts(path, points: list) -> dict[str, int] | None:
-    """Block -> the TFLite file's tensor that ends it, for timing the file block by block; None when the
-    file's structure does not match the model's."""
+    """Block -> the TFLite file's tensor that ends it, for naming its operators after their blocks; None
+    when the file's structure does not match the model's."""
     from edgeres.diagnose.points import LOGITS
     from edgeres.diagnose.taps_tflite import tensor_indices
     from edgeres.errors import EdgeresError
@@ -39,8 +39,9 @@ def _cuts(path, points: list) -> dict[str, int] | None:
 def profile_files(exports: list[Artifact], *, profile, threads: int | None, points: list,
                   image: np.ndarray) -> dict:
     """Per-operator profiles of each file on ``profile``'s device at batch 1 (``image``: one preprocessed
-    image, N=1), each operator mapped to its block of ``points``; a TFLite file, which has no operator
-    profiler, is timed block by block; a file the device cannot profile says why in ``unavailable``."""
+    image, N=1), each operator mapped to its block of ``points`` (by its name's scope; a TFLite file's by the
+    cuts after each block, as the runner times it); a file the device cannot profile says why in
+    ``unavailable``."""
     from edgeres.diagnose.on_device import run_file
     from edgeres.export.formats import FORMATS
 
@@ -51,8 +52,7 @@ def profile_files(exports: list[Artifact], *, profile, threads: int | None, poin
         fmt = FORMATS[m["format"]]
         path = fmt.runnable_here(export.file(m["file"]))
         cuts = _cuts(path, points) if fmt.runtime == "tflite" else None
-        unit = "block" if cuts else "operator"
-        say(f"profiling {fmt.name} {m['precision']} {unit} by {unit} on {profile.name}")
+        say(f"profiling {fmt.name} {m['precision']} operator by operator on {profile.name}")
         report = run_file(profile, path, fmt.runtime, x=image, y=np.zeros(len(image), np.int64), threads=threads,
                           job={"profile": {"cuts": cuts} if cuts else True})
         entry = {"artifact": export.id, "format": fmt.name, "precision": m["precision"], "runtime": fmt.runtime}
@@ -67,7 +67,7 @@ def profile_files(exports: list[Artifact], *, profile, threads: int | None, poin
         for name, (_, ms) in (figures.pop("ops", None) or {}).items():
             block = _block(name, blocks)
             by_block[block] = by_block.get(block, 0.0) + ms
-        if figures.get("ops_p50_ms") is not None:
+        if figures.get("ops_p50_ms") is not None and "by_block" not in figures:
             figures["by_block"] = {b: round(by_block[b], 4) for b in [*blocks, "(other)"] if b in by_block}
         files.append({**entry, **figures})
     for f in files:

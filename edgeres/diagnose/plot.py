@@ -83,7 +83,7 @@ def _time_by_block(ax, files: list[dict]) -> None:
                 label=f"{f['format']} {f['precision']}")
     ax.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("time per run (ms)")
-    ax.set_title("time by block, batch 1 (profilers' operator times; TFLite: differences of cut files' p50s)",
+    ax.set_title("time by block, batch 1 (profilers' operator times; TFLite: differences of its prefixes' p50s)",
                  fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

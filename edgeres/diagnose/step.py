@@ -260,11 +260,12 @@ def _quantization(models: _Models, source: Artifact, req: DiagnoseRequest) -> di
                                        "bias_correction": config.get("bias_correction", "none")},
                              already_float=list(source.manifest.get("float_layers") or []))
     result["recovery"], result["val_images"] = trials, int(len(y))
-    best = max(trials[1:], key=lambda r: (r["recovery_pp"], r["agreement_gain_pp"]))
+    best = max(trials[1:], key=culprit.gain)
     base = trials[0]
     if best["recovery_pp"] <= 0:
-        result["fix"] = {"text": f"keeping no single one of {', '.join(r['point'] for r in trials[1:])} in float "
-                                 "recovers val top-1: the int8 loss is spread over the network (or there is none)"}
+        tried = ", ".join(dict.fromkeys(r["point"] for r in trials[1:]))
+        result["fix"] = {"text": f"keeping no single one of {tried} (nor one of their layers) in float recovers "
+                                 "val top-1: the int8 loss is spread over the network (or there is none)"}
     else:
         budget = max(0.0, math.ceil((base["fp32_top1"] - best["top1"]) * 10) / 10)
         result["fix"] = {

@@ -6,10 +6,12 @@ profilers:
 - OpenVINO: performance counters (``PERF_COUNT``): ``get_profiling_info()`` after each run, with the kernel
   each operator ran (``exec_type``, e.g. ``jit_avx512_I8``) and the request's own ``latency``;
 - TFLite: LiteRT's Python interpreter has no operator profiler (its C++ ``benchmark_model
-  --enable_op_profiling`` has), so no operator is timed alone. Given ``cuts`` (block -> the tensor that ends
-  it), each block is timed as the difference between the p50s of the file cut after it and after the block
-  before (``tflite_cuts``), every cut run as bench runs the file (XNNPACK), in rounds taken in turn:
-  ``by_block``, with ``(other)`` the rest of the file after the last cut.
+  --enable_op_profiling`` has), so the file is cut after every operator (``tflite_cuts``) and each cut runs
+  as bench runs the file (XNNPACK), all of them in rounds taken in turn: an operator's time is the
+  difference between the p50s of the cut after it and the cut before it, and the file cut before its first
+  operator is the call's own cost (``outside_ops``). Given ``cuts`` (block -> the tensor that ends it), each
+  operator is named after its block and ``by_block`` sums them, with ``(other)`` the rest of the file after
+  the last block. The sum of a file's operators is, by construction, its p50 less the empty call's.
 
 ``profile(runtime, path, x, threads)`` gives one file's operators' time per run beside the runtime's own
 end-to-end time (``coverage``: their ratio; ``outside_ops``: the rest, time the runtime spends in a run but in
@@ -216,38 +218,49 @@ def _openvino_summary(before: list[tuple[str, str, str, float]], after: list[tup
 
 
 def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int] | None = None) -> dict:
-    no_ops = ("LiteRT's Python interpreter has no operator profiler; use its C++ benchmark_model "
-              "--enable_op_profiling=true on the device for per-operator times")
-    with tempfile.TemporaryDirectory(prefix="edgeres-opprofile-") as tmp:
-        files = {"(file)": Path(path)}
-        if cuts:
-            from .tflite_cuts import Cutter
+    from .tflite_cuts import Cutter
 
-            try:
-                cutter = Cutter(path)
-            except ImportError as exc:  # a device with an interpreter but no flatbuffer schema
-                cuts, no_ops = None, f"{no_ops}; no time by block: {exc}"
-        if cuts:
-            for block, tensor in sorted(cuts.items(), key=lambda kv: cutter.position(kv[1])):
-                files[block] = Path(tmp) / f"cut{len(files)}.tflite"
-                files[block].write_bytes(cutter.cut(tensor))
+    try:
+        cutter = Cutter(path)
+    except ImportError as exc:  # a device with an interpreter but no flatbuffer schema
+        times = _tflite_alone(Path(path), x, threads)
+        return {"p50_ms": round(float(np.median(times)), 4), "e2e_source": "wall clock around the Python call",
+                "ops_p50_ms": None, "coverage": None, "runs": len(times),
+                "unavailable": f"no per-operator times: {exc}"}
+    with tempfile.TemporaryDirectory(prefix="edgeres-opprofile-") as tmp:
+        files: dict = {}
+        for kept in range(cutter.operators):  # the prefix of every operator is the file itself
+            files[kept] = Path(tmp) / f"prefix{kept}.tflite"
+            files[kept].write_bytes(cutter.prefix(kept))
+        files["(file)"] = Path(path)
         together = _fit_together(Path(path), len(files))
         times = _tflite_in_turn(files, x, threads) if together else {
             name: _tflite_alone(f, x, threads) for name, f in files.items()}
-    p50 = {name: float(np.median(t)) for name, t in times.items()}
-    result = {"p50_ms": round(p50["(file)"], 4), "e2e_source": "wall clock around the Python call",
-              "ops_p50_ms": None, "coverage": None, "runs": len(times["(file)"])}
-    if not cuts:
-        return {**result, "unavailable": no_ops}
-    by_block, before = {}, 0.0
-    for block in [*(b for b in files if b != "(file)"), "(other)"]:
-        here = p50["(file)" if block == "(other)" else block]
-        by_block[block], before = round(here - before, 4), here
+    prefix = [float(np.median(t)) for t in times.values()]  # no operator (the call), then one more each time
+    blocks = sorted(cuts.items(), key=lambda kv: cutter.position(kv[1])) if cuts else []
+    ends = [cutter.position(tensor) for _, tensor in blocks]
+
+    def block_of(i: int) -> str:
+        return next((name for (name, _), end in zip(blocks, ends) if i < end), "(other)")
+
+    op_ms = [after - before for before, after in zip(prefix, prefix[1:])]
+    ops = {f"{block_of(i)} {kind}#{i}" if blocks else f"{kind}#{i}": (kind, op_ms[i], "")
+           for i, kind in enumerate(cutter.kinds)}
     how = (f"rounds of {ROUND} runs in turn" if together
            else "one cut at a time, as all of them loaded at once would not fit in half the free memory")
-    return {**result, "per_operator": no_ops, "by_block": by_block,
-            "by_block_source": f"differences of the p50s of the file cut after each block (XNNPACK, {how}); "
-                               "the first block's includes the call's own cost"}
+    result = _figures(prefix[-1] - prefix[0], prefix[-1], prefix[-1], ops,
+                      "wall clock around the Python call",
+                      f"differences of the p50s of the file's first operators up to and before each one (XNNPACK, "
+                      f"{how}): they sum to the file's p50 less the call's; an operator faster than the noise "
+                      "can come out negative", min(len(t) for t in times.values()))
+    result["outside_ops"]["source"] = "p50 of the file cut to no operator: the call's own cost"
+    if blocks:
+        by_block: dict[str, float] = {}
+        for i, ms in enumerate(op_ms):
+            by_block[block_of(i)] = by_block.get(block_of(i), 0.0) + ms
+        result["by_block"] = {name: round(by_block[name], 4) for name in [*(b for b, _ in blocks), "(other)"]
+                              if name in by_block}
+    return result
 
 
 def _fit_together(path: Path, sessions: int) -> bool:
@@ -331,7 +344,8 @@ PROFILERS = {"onnxruntime": _onnx, "openvino": _openvino, "tflite": _tflite}
 def profile(runtime: str, path: Path, x: np.ndarray, threads: int | None = None,
             cuts: dict[str, int] | None = None) -> dict:
     """One file's per-operator figures on this machine's CPU, at the batch of ``x`` (bench's is 1); ``cuts``
-    (block -> the tensor index that ends it) times a TFLite file block by block."""
+    (block -> the tensor index that ends it) names a TFLite file's operators after their blocks and sums
+    them by block."""
     if runtime not in PROFILERS:
         raise ValueError(f"no operator profiler for runtime {runtime!r} (known: {', '.join(PROFILERS)})")
     x = np.ascontiguousarray(x, np.float32)

@@ -35,7 +35,8 @@ process so that peak memory and crashes are the variant's own:
 8. Operator profile: a job with ``"profile": true`` replaces steps 2-7 with the runtime's own profiler
    (``opprofile``) on the first image of ``x``, on the CPU kernels: ``op_profile`` holds the per-operator
    figures and ``cpu`` the CPU's int8 instructions, of the machine the runner runs on. A TFLite file's job
-   may say ``"profile": {"cuts": {block: tensor index}}`` to have it timed block by block.
+   may say ``"profile": {"cuts": {block: tensor index}}`` to have its operators named after their blocks and
+   summed by block.
 9. Layer taps: a job with ``"taps": {"outputs": {point: output}, "logits": point}`` (an output name for
    onnxruntime, an output index for OpenVINO, a tensor index for TFLite) replaces steps 2-7 too: each
    point's tensor of every image of ``x`` (``taps``), set against the ``ref:<point>`` arrays of the data
@@ -204,7 +205,7 @@ def _read_job(job_path: Path) -> tuple[dict, Path, np.ndarray, np.ndarray, dict,
 
 def _op_profile(variant: dict, model: Path, x: np.ndarray, options: dict, spec: Any) -> dict[str, Any]:
     """Step 8: the per-operator profile of the variant's file on this machine's CPU kernels (``spec``: the
-    job's ``profile``, ``true`` or ``{"cuts": {block: tensor index}}`` for a TFLite file's time by block)."""
+    job's ``profile``, ``true`` or ``{"cuts": {block: tensor index}}`` for a TFLite file's blocks)."""
     from .opprofile import cpu_int8, profile
 
     found = _runtime(variant, model)
