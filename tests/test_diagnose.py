@@ -225,6 +225,26 @@ def test_latency_by_operator(diagnosed):
     assert isinstance(cpu["fast_int8"], bool) and cpu["note"]
 
 
+def test_the_report_names_the_slowest_operators(diagnosed, capsys):
+    """The report as printed: SQNR point by point, the keep-float trials, time by block (every format's stem
+    and blocks: an operator is its block's wherever the scope stands in its name) and each file's slowest
+    operators, TFLite's too, with their share of the file's operator time."""
+    from edgeres.cli.diagnose_cmd import show_report
+
+    _, _, clean = diagnosed
+    capsys.readouterr()
+    show_report(clean.report)
+    text = capsys.readouterr().out
+    assert "# SQNR (dB)" in text and "# keep-float trials" in text and "# time by block" in text
+    for f in clean.report["latency"]["files"]:
+        assert list(f["by_block"]) == [*clean.report["points"][:-1], "(other)"]
+    slow = text[text.index("# slowest operators"):]
+    for f in clean.report["latency"]["files"]:
+        top = f["slowest"][0]
+        assert f"{f['format']} {f['precision']}" in slow and top["op"] in slow
+        assert f"{top['ms'] / f['ops_p50_ms'] * 100:.0f}" in slow
+
+
 def test_a_tflite_prefix_runs_every_operator_it_keeps(diagnosed, tmp_path):
     """What TFLite's time per operator rests on: the file's first k operators, cut out of it, compute exactly
     the whole file's tensors (on the same builtin kernels), and every tensor they make is read by one of them

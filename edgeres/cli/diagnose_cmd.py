@@ -9,6 +9,9 @@ from edgeres.cli.devices_cmd import DevicesDirOpt, TrustNewHostOpt
 from edgeres.cli.options import step_options
 from edgeres.recipe import DiagnoseOptions
 
+SLOWEST = 3  # operators shown per file (diagnose.json keeps ten)
+
+
 @step_options(DiagnoseOptions)
 def diagnose(
     artifact: Annotated[Optional[str], typer.Argument(
@@ -150,3 +153,12 @@ def show_report(report: dict) -> None:
                 by_block.add_row(block, *[f"{f['by_block'][block]:.3f}" if block in f["by_block"] else "-"
                                           for f in timed])
             show(by_block)
+        slow = [f for f in latency["files"] if f.get("slowest") and f.get("ops_p50_ms")]
+        if slow:
+            ops = table("file", "operator", "type", "ms per run", "share of the operators %",
+                        title=f"slowest operators on {latency['device']}, batch 1")
+            for f in slow:
+                for o in f["slowest"][:SLOWEST]:
+                    ops.add_row(f"{f['format']} {f['precision']}", Text(o["op"]), o["type"], f"{o['ms']:.3f}",
+                                f"{o['ms'] / f['ops_p50_ms'] * 100:.0f}")
+            show(ops)

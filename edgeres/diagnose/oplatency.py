@@ -13,14 +13,29 @@ from edgeres.workspace import Artifact
 
 
 def _block(name: str, blocks: list[str]) -> str:
-    """The block an operator belongs to, by its name's scope (``/layer2/layer2.1/...`` -> ``layer2.1``)."""
+    """The block an operator belongs to, by the scope in its name (``/layer2/layer2.1/...`` -> ``layer2.1``),
+    found anywhere in it: onnxruntime renames some nodes it rewrites (``InsertedPrecisionFreeCast_/layer1/..``)."""
     for block in blocks:
         parts = block.split(".")
         scope = "/" + "/".join(".".join(parts[:i + 1]) for i in range(len(parts))) + "/"
-        if name.startswith(scope):
+        if scope in name:
             return block
     return "(other)"
 
+
+def _by_block(ops: dict[str, tuple[str, float]], points: list) -> dict[str, float]:
+    """Operator times (in the order the runtime ran them) summed by block of ``points``; the operators
+    before the first block's that belong to no block are the stem's, as a TFLite prefix counts them."""
+    blocks = [p.name for p in points if p.kind != "logits"]
+    stem = next((p.name for p in points if p.kind == "stem"), None)
+    found: dict[str, float] = {}
+    started = False
+    for name, (_, ms) in ops.items():
+        block = _block(name, blocks)
+        started = started or block != "(other)"
+        block = stem if block == "(other)" and not started and stem else block
+        found[block] = found.get(block, 0.0) + ms
+    return {b: round(found[b], 4) for b in [*blocks, "(other)"] if b in found}
 
 
 def _cuts(path, points: list) -> dict[str, int] | None:
@@ -45,7 +60,6 @@ def profile_files(exports: list[Artifact], *, profile, threads: int | None, poin
     from edgeres.diagnose.on_device import run_file
     from edgeres.export.formats import FORMATS
 
-    blocks = [p.name for p in points if p.kind != "logits"]
     files, cpu, host = [], None, None
     for export in exports:
         m = export.manifest
@@ -63,12 +77,9 @@ def profile_files(exports: list[Artifact], *, profile, threads: int | None, poin
             continue
         cpu, host = result["cpu"], report.get("host") or host
         figures = result["op_profile"]
-        by_block: dict[str, float] = {}
-        for name, (_, ms) in (figures.pop("ops", None) or {}).items():
-            block = _block(name, blocks)
-            by_block[block] = by_block.get(block, 0.0) + ms
+        ops = figures.pop("ops", None) or {}
         if figures.get("ops_p50_ms") is not None and "by_block" not in figures:
-            figures["by_block"] = {b: round(by_block[b], 4) for b in [*blocks, "(other)"] if b in by_block}
+            figures["by_block"] = _by_block(ops, points)
         files.append({**entry, **figures})
     for f in files:
         twin = next((g for g in files if g["format"] == f["format"] and g["precision"] == "fp32"), None)
