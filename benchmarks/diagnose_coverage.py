@@ -22,7 +22,6 @@ machine the load average is recorded, not controlled.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workspace_args  # noqa: E402
 from results_file import write  # noqa: E402
 
 RUNS = 200
@@ -98,15 +98,10 @@ def _openvino_previous(path: Path, x: np.ndarray, threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", type=Path, default=os.environ.get("EDGERES_WORKSPACE"))
+    parser = workspace_args.parser(__doc__)
     parser.add_argument("--artifact", action="append", default=[], help="Export artifact ids (default: the "
                         "newest ONNX and OpenVINO export per precision)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if args.workspace is None:
-        sys.exit("--workspace (or EDGERES_WORKSPACE) is needed")
+    args = workspace_args.parse(parser)
 
     from edgeres import devices
     from edgeres.diagnose.oplatency import profile_files

@@ -15,7 +15,6 @@ on a shared machine the load average is recorded, not controlled.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,17 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workspace_args  # noqa: E402
 from results_file import write  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", type=Path, default=os.environ.get("EDGERES_WORKSPACE"))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    if args.workspace is None:
-        sys.exit("--workspace (or EDGERES_WORKSPACE) is needed")
+    parser = workspace_args.parser(__doc__)
+    args = workspace_args.parse(parser)
 
     from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
     from edgeres.workspace import Workspace
