@@ -6,9 +6,9 @@ profilers:
 - OpenVINO: performance counters (``PERF_COUNT``): ``get_profiling_info()`` after each run, with the kernel
   each operator ran (``exec_type``, e.g. ``jit_avx512_I8``) and the request's own ``latency``;
 - TFLite: LiteRT's Python interpreter has no operator profiler (its C++ ``benchmark_model
-  --enable_op_profiling`` has), so the file is cut after every operator (``tflite_cuts``) and each cut runs
+  --enable_op_profiling`` has), so every prefix of the file (its first k operators, ``tflite_cuts``) runs
   as bench runs the file (XNNPACK), all of them in rounds taken in turn: an operator's time is the
-  difference between the p50s of the cut after it and the cut before it, and the file cut before its first
+  difference between the p50s of the prefixes that end after it and before it, and the prefix of no
   operator is the call's own cost (``outside_ops``). Given ``cuts`` (block -> the tensor that ends it), each
   operator is named after its block and ``by_block`` sums them, with ``(other)`` the rest of the file after
   the last block. The sum of a file's operators is, by construction, its p50 less the empty call's.
