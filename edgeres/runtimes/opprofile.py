@@ -227,15 +227,16 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
         return {"p50_ms": round(float(np.median(times)), 4), "e2e_source": "wall clock around the Python call",
                 "ops_p50_ms": None, "coverage": None, "runs": len(times),
                 "unavailable": f"no per-operator times: {exc}"}
-    with tempfile.TemporaryDirectory(prefix="edgeres-opprofile-") as tmp:
-        files: dict = {}
-        for kept in range(cutter.operators):  # the prefix of every operator is the file itself
-            files[kept] = Path(tmp) / f"prefix{kept}.tflite"
-            files[kept].write_bytes(cutter.prefix(kept))
-        files["(file)"] = Path(path)
-        together = _fit_together(Path(path), len(files))
-        times = _tflite_in_turn(files, x, threads) if together else {
-            name: _tflite_alone(f, x, threads) for name, f in files.items()}
+    # The prefixes stay in memory, each made when it is loaded: written out, a large model's would fill a
+    # board's disk (ResNet-50's 75 prefixes of 100 MB). The prefix of every operator is the file itself.
+    names = [*range(cutter.operators), "(file)"]
+
+    def model(name) -> Path | bytes:
+        return Path(path) if name == "(file)" else cutter.prefix(name)
+
+    together = _fit_together(Path(path), len(names))
+    times = _tflite_in_turn({name: model(name) for name in names}, x, threads) if together else {
+        name: _tflite_alone(model(name), x, threads) for name in names}
     prefix = [float(np.median(t)) for t in times.values()]  # no operator (the call), then one more each time
     blocks = sorted(cuts.items(), key=lambda kv: cutter.position(kv[1])) if cuts else []
     ends = [cutter.position(tensor) for _, tensor in blocks]
@@ -264,8 +265,8 @@ def _tflite(path: Path, x: np.ndarray, threads: int | None, cuts: dict[str, int]
 
 
 def _fit_together(path: Path, sessions: int) -> bool:
-    """Whether ``sessions`` interpreters of the file (XNNPACK packs a copy of the weights for each) fit in
-    half of this machine's available memory; True where that cannot be read."""
+    """Whether ``sessions`` interpreters of the file (each holds the file's bytes, and XNNPACK packs a copy of
+    its weights) fit in half of this machine's available memory; True where that cannot be read."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -275,7 +276,7 @@ def _fit_together(path: Path, sessions: int) -> bool:
     return True
 
 
-def _tflite_in_turn(files: dict[str, Path], x: np.ndarray, threads: int | None) -> dict[str, list[float]]:
+def _tflite_in_turn(files: dict, x: np.ndarray, threads: int | None) -> dict[str, list[float]]:
     """Each file's times (ms), all loaded at once and run in rounds taken in turn: a slower spell of the
     machine falls on every file alike; each round's first run, which refills the caches, is not timed."""
     from .tflite_rt import TFLiteSession
@@ -296,7 +297,7 @@ def _tflite_in_turn(files: dict[str, Path], x: np.ndarray, threads: int | None) 
     return times
 
 
-def _tflite_alone(path: Path, x: np.ndarray, threads: int | None) -> list[float]:
+def _tflite_alone(path: Path | bytes, x: np.ndarray, threads: int | None) -> list[float]:
     """One file's times (ms), loaded alone and released after."""
     from .tflite_rt import TFLiteSession
 

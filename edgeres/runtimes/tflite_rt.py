@@ -56,7 +56,8 @@ def _interpreter_api() -> tuple[str, Any, Any, str]:
 class TFLiteSession(Session):
     runtime = "tflite"
 
-    def __init__(self, path: Path, threads: int | None = None, delegate: str | None = None):
+    def __init__(self, path: Path | bytes, threads: int | None = None, delegate: str | None = None):
+        """``path``: the file, or its bytes (a file made in memory, such as a cut of one)."""
         self.package, interpreter_class, load_delegate, self.version = _interpreter_api()
         delegates = []
         if delegate:
@@ -65,12 +66,14 @@ class TFLiteSession(Session):
                 delegates.append(load_delegate(delegate))
             except (ValueError, OSError, RuntimeError) as exc:
                 raise RuntimeUnavailable(f"cannot load the TFLite delegate {delegate}: {first_line(exc)}") from None
+        source = {"model_content": path} if isinstance(path, bytes) else {"model_path": str(path)}
         try:
-            self._interpreter = interpreter_class(model_path=str(path), num_threads=threads,
+            self._interpreter = interpreter_class(**source, num_threads=threads,
                                                   experimental_delegates=delegates or None)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise RuntimeUnavailable(f"TFLite cannot load {path.name}: {first_line(exc)}") from None
+            name = "a model made in memory" if isinstance(path, bytes) else path.name
+            raise RuntimeUnavailable(f"TFLite cannot load {name}: {first_line(exc)}") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         batch = int(self._input["shape_signature"][0])
