@@ -16,10 +16,11 @@ from edgeres.errors import EdgeresError
 from edgeres.workspace import Workspace
 
 FORMATS = ("onnx", "openvino", "tflite")
-# The block to break: the first of these that is not the clean file's own first culprit. None ends a stage:
-# TFLite's PAD and STRIDED_SLICE after a stage's last block share its tensor's scale by construction, so a
-# scale changed there alone would misread the next stage instead of coarsening this block.
-TARGETS = ("layer2.1", "layer1.1", "layer3.1")
+# The point to break, by kind: the first of these that is not the clean file's own first culprit. None ends a
+# stage: TFLite's PAD and STRIDED_SLICE after a stage's last block share its tensor's scale by construction, so
+# a scale changed there alone would misread the next stage instead of coarsening this block.
+TARGETS = {"block": ("layer2.1", "layer1.1", "layer3.1"),
+           "conv": ("layer2.1.conv1", "layer1.1.conv1", "layer3.1.conv1")}
 IMAGES = 32
 
 
@@ -48,6 +49,21 @@ def _file(report: dict, fmt: str, precision: str = "int8") -> dict:
     return found
 
 
+def _points(ws: Workspace, report: dict) -> list[Point]:
+    """The points of the model the report diagnosed, as diagnose finds them."""
+    from edgeres.quantize.fold import fold_batchnorm
+    from edgeres.train import load_fp32
+
+    points = find_points(fold_batchnorm(load_fp32(ws.resolve(report["root"]))))
+    assert [p.name for p in points] == report["points"]
+    return points
+
+
+def _blocks(report: dict) -> list[str]:
+    """The stem and the blocks, in order: what time is summed by."""
+    return [r["point"] for r in report["files"][0]["layers"] if r["kind"] in ("stem", "block")]
+
+
 def _copy_export(ws: Workspace, source, write) -> object:
     """A new export artifact like ``source`` whose file ``write(source_path, target_dir)`` made."""
     m = source.manifest
@@ -58,17 +74,16 @@ def _copy_export(ws: Workspace, source, write) -> object:
     return art.artifact
 
 
-def _corrupt_onnx(source, target, block: Point) -> None:
-    """Multiply the scale of the quantizer on ``block``'s output by 8 (its Q and DQ, in a scale of their own)."""
+def _corrupt_onnx(source, target, point: Point) -> None:
+    """Multiply the scale of the quantizer of ``point``'s tensor by 8 (its Q and DQ, in a scale of their own)."""
     import onnx
     from onnx import numpy_helper
 
-    from edgeres.diagnose.points import GraphNode, scoped_outputs
+    from edgeres.diagnose.taps_onnx import locate
     from edgeres.export.qdq import _Graph
 
     model = onnx.load(str(source))
-    nodes = [GraphNode(n.name, tuple(n.input), tuple(n.output)) for n in model.graph.node]
-    tensor = scoped_outputs(nodes, {o.name for o in model.graph.output}, [block])[block.name]
+    tensor = locate(model, [point])[point.name]
     g = _Graph(model)
     dq = g.producers[tensor]
     q = g.producers[dq.input[0]]
@@ -79,27 +94,26 @@ def _corrupt_onnx(source, target, block: Point) -> None:
     onnx.save(model, str(target))
 
 
-def _corrupt_openvino(source, target, block: Point) -> None:
-    """Multiply the four range constants of the FakeQuantize on ``block``'s output by 8."""
+def _corrupt_openvino(source, target, point: Point) -> None:
+    """Multiply the four range constants of the FakeQuantize that makes ``point``'s tensor by 8."""
     import openvino as ov
 
+    from edgeres.diagnose.taps_openvino import locate
+
     model = ov.Core().read_model(str(source))
-    ops = [o for o in model.get_ordered_ops() if o.get_type_name() not in ("Constant", "Parameter", "Result")]
-    inside = [o for o in ops if o.get_friendly_name().startswith(block.scope)]
-    [fq] = [o for o in inside if o.get_type_name() == "FakeQuantize"
-            and any(not t.get_node().get_friendly_name().startswith(block.scope)
-                    for t in o.output(0).get_target_inputs())]
+    fq = locate(model, [point])[point.name].get_node()
+    assert fq.get_type_name() == "FakeQuantize"
     for i in range(1, 5):
         value = fq.input_value(i).get_node().get_data() * np.float32(8)
         fq.input(i).replace_source_output(ov.op.Constant(value.astype(np.float32)).output(0))
     ov.save_model(model, str(target), compress_to_fp16=False)
 
 
-def _corrupt_tflite(source, target, block: Point, points: list[Point]) -> None:
-    """Multiply the quantization scale of the tensor ``block`` writes (its residual ADD's output) by 8. A
+def _corrupt_tflite(source, target, point: Point, points: list[Point]) -> None:
+    """Multiply the quantization scale of ``point``'s tensor (a residual ADD's or a convolution's output) by 8. A
     convolution reading it keeps its int32 bias in units of input scale x weight scale, so that bias is
     re-expressed in the new units (as a converter would write it), as in the ONNX and OpenVINO files,
-    whose biases are float: only the block's output gets coarser."""
+    whose biases are float: only the point's tensor gets coarser."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     from edgeres.diagnose.taps_tflite import match_points
@@ -107,7 +121,7 @@ def _corrupt_tflite(source, target, block: Point, points: list[Point]) -> None:
 
     interpreter = tflite_interpreter(source, 1)
     ops = interpreter._get_ops_details()
-    index = match_points(ops, {interpreter.get_input_details()[0]["index"]}, points)[block.name]
+    index = match_points(ops, {interpreter.get_input_details()[0]["index"]}, points)[point.name]
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(source.read_bytes()))
     tensors = model.subgraphs[0].tensors
     tensors[index].quantization.scale = [float(s) * 8 for s in tensors[index].quantization.scale]
@@ -122,38 +136,41 @@ def _corrupt_tflite(source, target, block: Point, points: list[Point]) -> None:
     target.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
-def _corrupted(ws, exports, fmt: str, block: Point, points: list[Point]):
+def _corrupted(ws, exports, fmt: str, point: Point, points: list[Point]):
     def write(source, target):
         if fmt == "onnx":
-            _corrupt_onnx(source, target, block)
+            _corrupt_onnx(source, target, point)
         elif fmt == "openvino":
-            _corrupt_openvino(source, target, block)
+            _corrupt_openvino(source, target, point)
         else:
-            _corrupt_tflite(source, target, block, points)
+            _corrupt_tflite(source, target, point, points)
 
     return _copy_export(ws, exports[fmt], write)
 
 
-def _target(clean: dict, fmt: str) -> Point:
+def _target(clean: dict, fmt: str, points: list[Point], kind: str = "block") -> Point:
     first = _file(clean, fmt)["culprits"][:1]
-    return Point(next(name for name in TARGETS if [name] != first), "block")
+    name = next(name for name in TARGETS[kind] if [name] != first)
+    return next(p for p in points if p.name == name)
 
 
+@pytest.mark.parametrize("kind", TARGETS)
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_a_corrupted_layer_is_named_first(diagnosed, fmt):
-    """The key check: one layer's quantization scale x8 in the int8 file, and diagnose blames that layer
-    (where the clean file blames another), with the SQNR falling there and not before."""
+def test_a_corrupted_layer_is_named_first(diagnosed, fmt, kind):
+    """The key check: the quantization scale of one block's output, or of one convolution's inside a block, x8
+    in the int8 file, and diagnose blames that point (where the clean file blames another), with the SQNR
+    falling there and not before."""
     from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
 
     ws, exports, clean = diagnosed
-    block = _target(clean.report, fmt)
-    points = [Point(name, "block" if "." in name else "stem") for name in clean.report["points"][:-1]]
-    broken = _corrupted(ws, exports, fmt, block, points)
+    points = _points(ws, clean.report)
+    target = _target(clean.report, fmt, points, kind)
+    broken = _corrupted(ws, exports, fmt, target, points)
     report = run_diagnose(DiagnoseRequest(artifact=broken.id, images=IMAGES, recover=0, latency=False), ws).report
     [got] = report["files"]
     was = _file(clean.report, fmt)
-    assert got["artifact"] == broken.id and got["culprits"][0] == block.name, got["culprits"]
-    at = clean.report["points"].index(block.name)
+    assert got["artifact"] == broken.id and got["culprits"][0] == target.name, got["culprits"]
+    at = clean.report["points"].index(target.name)
     assert got["layers"][at]["sqnr_db"] < was["layers"][at]["sqnr_db"] - 3
     assert [r["sqnr_db"] for r in got["layers"][:at]] == pytest.approx([r["sqnr_db"] for r in was["layers"][:at]],
                                                                        abs=0.5)
@@ -164,11 +181,13 @@ def test_clean_files_match_their_sources(diagnosed):
     names no culprit; the int8 files run every convolution and the classifier in int8."""
     _, exports, clean = diagnosed
     report = clean.report
-    assert report["points"][0] == "relu" and report["points"][-1] == "logits" and len(report["points"]) == 11
+    # ResNet-20: the stem, then in each of 9 blocks its two convolutions and its output, then the logits
+    assert report["points"][:5] == ["relu", "layer1.0.conv1", "layer1.0.conv2", "layer1.0", "layer1.1.conv1"]
+    assert report["points"][-1] == "logits" and len(report["points"]) == 29
     assert {(f["format"], f["precision"]) for f in report["files"]} == {*((fmt, "int8") for fmt in FORMATS),
                                                                          ("onnx", "fp16")}
     for f in report["files"]:
-        assert len(f["layers"]) == 11 and f["agreement"] >= 90
+        assert [r["point"] for r in f["layers"]] == report["points"] and f["agreement"] >= 90
         if f["precision"] == "int8":
             assert f["reference"].startswith("torch int8") and f["min_sqnr_db"] > 15
             assert f["fallback"]["float_ops"] == 0 and f["fallback"]["compute_ops"] >= 20
@@ -217,7 +236,7 @@ def test_latency_by_operator(diagnosed):
         assert lat[key]["ops_p50_ms"] > 0 and lat[key]["p50_ms"] > 0 and "layer2.1" in lat[key]["by_block"]
     tflite = lat[("tflite", "int8")]  # timed by prefixes of the file: operator by operator, block by block
     assert tflite["by_type"]["CONV_2D"] > 0.5 * tflite["ops_p50_ms"] and "first operators" in tflite["ops_statistic"]
-    assert list(tflite["by_block"]) == [*clean.report["points"][:-1], "(other)"] and tflite["by_block"]["layer2.1"] > 0
+    assert list(tflite["by_block"]) == [*_blocks(clean.report), "(other)"] and tflite["by_block"]["layer2.1"] > 0
     slowest = tflite["slowest"][0]  # named after its block, by its type and place in the file
     assert slowest["op"] == f"{slowest['op'].split()[0]} {slowest['type']}#{slowest['op'].split('#')[1]}"
     assert slowest["op"].split()[0] in tflite["by_block"] and slowest["type"] in tflite["by_type"]
@@ -237,7 +256,7 @@ def test_the_report_names_the_slowest_operators(diagnosed, capsys):
     text = capsys.readouterr().out
     assert "# SQNR (dB)" in text and "# keep-float trials" in text and "# time by block" in text
     for f in clean.report["latency"]["files"]:
-        assert list(f["by_block"]) == [*clean.report["points"][:-1], "(other)"]
+        assert list(f["by_block"]) == [*_blocks(clean.report), "(other)"]
     slow = text[text.index("# slowest operators"):]
     for f in clean.report["latency"]["files"]:
         top = f["slowest"][0]
@@ -286,16 +305,15 @@ def test_a_tflite_prefix_runs_every_operator_it_keeps(diagnosed, tmp_path):
 def test_tflite_cuts_run_one_at_a_time_where_memory_is_short(diagnosed, monkeypatch):
     """Every cut loaded at once holds a copy of the weights each: where that would take more than half the
     free memory (a small board, a large model), the cuts are timed one after another instead."""
-    from edgeres.diagnose.points import LOGITS
-    from edgeres.diagnose.taps_tflite import tensor_indices
+    from edgeres.diagnose.oplatency import _cuts
     from edgeres.runtimes import opprofile
 
-    _, exports, clean = diagnosed
+    ws, exports, clean = diagnosed
     path = exports["tflite"].file(exports["tflite"].manifest["file"])
     assert opprofile._fit_together(path, 2) and not opprofile._fit_together(path, 10**9)
-    stem, *blocks = [name for name in clean.report["points"] if name != LOGITS]
-    points = [Point(stem, "stem"), *(Point(name, "block") for name in blocks)]
-    cuts = {point: tensor for point, tensor in tensor_indices(path, points).items() if point != LOGITS}
+    stem, *blocks = _blocks(clean.report)
+    cuts = _cuts(path, _points(ws, clean.report))
+    assert list(cuts) == [stem, *blocks]
     monkeypatch.setattr(opprofile, "_fit_together", lambda path, sessions: False)
     found = opprofile.profile("tflite", path, np.zeros((1, 1, 28, 28), np.float32), 1, cuts=cuts)
     assert list(found["by_block"]) == [stem, *blocks, "(other)"] and "one cut at a time" in found["ops_statistic"]
@@ -320,16 +338,25 @@ def test_saved_artifact_and_points_of_a_torchvision_resnet(diagnosed):
     saved = json.loads((art.path / "diagnose.json").read_text())
     assert saved["files"] == json.loads(json.dumps(clean.report["files"]))
     assert (art.path / "sqnr.png").read_bytes()[:4] == b"\x89PNG"
-    names = [p.name for p in find_points(torchvision.models.resnet18(num_classes=10))]
-    assert names == ["maxpool", *[f"layer{s}.{b}" for s in range(1, 5) for b in range(2)], "logits"]
+    points = find_points(torchvision.models.resnet18(num_classes=10))
+    assert [p.name for p in points][:8] == ["maxpool", "layer1.0.conv1", "layer1.0.conv2", "layer1.0", "layer1.1.conv1",
+                                            "layer1.1.conv2", "layer1.1", "layer2.0.conv1"]
+    assert [(p.kind, p.feeds) for p in points[8:11]] == [("conv", None), ("shortcut", None), ("block", None)]
+    assert points[9].name == "layer2.0.downsample.0" and points[1].feeds == "layer1.0.conv2"
+    assert len(points) == 1 + 8 * 3 + 3 + 1
+    bottleneck = find_points(torchvision.models.resnet50(num_classes=10))  # three convolutions a block
+    assert [(p.name, p.kind, p.feeds) for p in bottleneck[1:6]] == [
+        ("layer1.0.conv1", "conv", "layer1.0.conv2"), ("layer1.0.conv2", "conv", "layer1.0.conv3"),
+        ("layer1.0.conv3", "conv", None), ("layer1.0.downsample.0", "shortcut", None), ("layer1.0", "block", None)]
+    assert bottleneck[4].scope == "/layer1/layer1.0/downsample/downsample.0/" and bottleneck[4].block == "layer1.0"
 
 
 def test_gates_on_the_command_line(diagnosed):
     """A clean int8 file passes --min-sqnr and --max-fallback; a corrupted one fails --min-sqnr with one
     message naming the layer and a non-zero exit; --json stays one document."""
     ws, exports, clean = diagnosed
-    block = _target(clean.report, "onnx")
-    points = [Point(name, "block" if "." in name else "stem") for name in clean.report["points"][:-1]]
+    points = _points(ws, clean.report)
+    block = _target(clean.report, "onnx", points)
     broken = _corrupted(ws, exports, "onnx", block, points)
     clean_min = _file(clean.report, "onnx")["min_sqnr_db"]
     threshold = f"{clean_min - 2:.1f}"

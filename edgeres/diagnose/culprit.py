@@ -30,11 +30,13 @@ def culprits(rows: list[dict], count: int = NAMED) -> list[str]:
 
 
 def layers_of(point: Point, model: nn.Module) -> list[str]:
-    """The quantizable layers (Conv2d / Linear module names) that make a point's tensor: a block's own, the
-    stem's convolutions, the classifier for the logits."""
+    """The quantizable layers (Conv2d / Linear module names) that make a point's tensor: a convolution itself, a
+    block's own, the stem's convolutions, the classifier for the logits."""
     from edgeres.quantize.engine import quantizable_layers
 
     layers = quantizable_layers(model)
+    if point.kind in ("conv", "shortcut"):
+        return [point.name]
     if point.kind == "block":
         return [name for name in layers if name.startswith(point.name + ".")]
     if point.kind == "logits":

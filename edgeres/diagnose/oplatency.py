@@ -12,26 +12,17 @@ from edgeres.console import say
 from edgeres.workspace import Artifact
 
 
-def _block(name: str, blocks: list[str]) -> str:
-    """The block an operator belongs to, by the scope in its name (``/layer2/layer2.1/...`` -> ``layer2.1``),
-    found anywhere in it: onnxruntime renames some nodes it rewrites (``InsertedPrecisionFreeCast_/layer1/..``)."""
-    for block in blocks:
-        parts = block.split(".")
-        scope = "/" + "/".join(".".join(parts[:i + 1]) for i in range(len(parts))) + "/"
-        if scope in name:
-            return block
-    return "(other)"
-
-
 def _by_block(ops: dict[str, tuple[str, float]], points: list) -> dict[str, float]:
     """Operator times (in the order the runtime ran them) summed by block of ``points``; the operators
     before the first block's that belong to no block are the stem's, as a TFLite prefix counts them."""
-    blocks = [p.name for p in points if p.kind != "logits"]
+    from edgeres.diagnose.points import block_level, block_of
+
+    blocks = [p.name for p in block_level(points)]
     stem = next((p.name for p in points if p.kind == "stem"), None)
     found: dict[str, float] = {}
     started = False
     for name, (_, ms) in ops.items():
-        block = _block(name, blocks)
+        block = block_of(name, blocks)
         started = started or block != "(other)"
         block = stem if block == "(other)" and not started and stem else block
         found[block] = found.get(block, 0.0) + ms
@@ -41,14 +32,16 @@ def _by_block(ops: dict[str, tuple[str, float]], points: list) -> dict[str, floa
 def _cuts(path, points: list) -> dict[str, int] | None:
     """Block -> the TFLite file's tensor that ends it, for naming its operators after their blocks; None
     when the file's structure does not match the model's."""
-    from edgeres.diagnose.points import LOGITS
+    from edgeres.diagnose.points import LOGITS, block_level
     from edgeres.diagnose.taps_tflite import tensor_indices
     from edgeres.errors import EdgeresError
 
     try:
-        return {point: tensor for point, tensor in tensor_indices(path, points).items() if point != LOGITS}
+        found = tensor_indices(path, block_level(points))
     except EdgeresError:
         return None
+    found.pop(LOGITS)
+    return found
 
 
 def profile_files(exports: list[Artifact], *, profile, threads: int | None, points: list,

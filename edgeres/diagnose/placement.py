@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeres.console import say
-from edgeres.diagnose.oplatency import _block
+from edgeres.diagnose.points import block_of
 
 
 def _qnn(path: Path, blocks: list[str]) -> dict:
@@ -57,7 +57,8 @@ def _qnn_here(path: Path, blocks: list[str]) -> dict:
     by_block: dict[str, int] = {}
     for entry in part.get("cpu_nodes", []):
         name = entry.split(" ", 1)[-1]
-        by_block[_block(name, blocks)] = by_block.get(_block(name, blocks), 0) + 1
+        block = block_of(name, blocks)
+        by_block[block] = by_block.get(block, 0) + 1
     return {"unit": "Qualcomm HTP", "emulated": session.emulated, "ops": part.get("nodes"),
             "on_cpu": part.get("on_cpu"), "subgraphs": part.get("subgraphs"),
             "compute_on_cpu": sum(part.get("ops", {}).get(op, {}).get("cpu", 0) for op in COMPUTE_OPS),

@@ -19,7 +19,8 @@ def sqnr_by_depth(report: dict, path: Path) -> None:
     timed = (report.get("latency") or {}).get("files", [])
     panels = [panel for panel in (([f for f in timed if f.get("by_block")], _time_by_block),
                                   ([f for f in timed if f.get("by_type")], _time_by_type)) if panel[0]]
-    fig = Figure(figsize=(10, 5 + 3.5 * len(panels)), dpi=110, layout="constrained")
+    fig = Figure(figsize=(max(10, 0.2 * len(report["points"])), 5 + 3.5 * len(panels)), dpi=110,
+                 layout="constrained")
     axes = fig.subplots(1 + len(panels), 1, squeeze=False)[:, 0]
     ax = axes[0]
     names = report["points"]
@@ -34,7 +35,8 @@ def sqnr_by_depth(report: dict, path: Path) -> None:
     for q in report["quantization"]:
         values = [r["sqnr_db"] for r in q["layers"]]
         ax.plot(range(len(values)), values, "--", color="black", alpha=0.6, label="torch int8 vs fp32")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 30 else 45, ha="right",
+                  fontsize=8 if len(names) <= 30 else 6)
     ax.set_ylabel("SQNR (dB), higher is closer")
     ax.set_title(f"{report['model']} ({report['root']}): SQNR by depth on {report['images']} test images; "
                  "red ring: where each file's error jumps", fontsize=9)

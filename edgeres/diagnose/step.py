@@ -18,7 +18,7 @@ import numpy as np
 from edgeres import data, extras
 from edgeres.console import say, warn
 from edgeres.diagnose import culprit, metrics
-from edgeres.diagnose.points import LOGITS, Point, find_points, torch_taps
+from edgeres.diagnose.points import LOGITS, Point, block_level, find_points, torch_taps
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.preprocessing import Preprocessing
@@ -232,7 +232,7 @@ def _diagnose_file(export: Artifact, models: _Models, labels: np.ndarray, req: D
     if req.placement:
         from edgeres.diagnose.placement import placement
 
-        blocks = [p.name for p in models.points if p.kind != "logits"]
+        blocks = [p.name for p in block_level(models.points)]
         result["placement"] = placement(fmt.name, m["precision"], export.file(m["file"]), blocks)
     return result
 

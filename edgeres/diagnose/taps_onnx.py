@@ -1,6 +1,6 @@
 """Intermediate tensors of an ONNX file: each point's tensor is made a graph output of an in-memory copy
 of the model, which onnxruntime (CPU, all graph optimizations, as bench runs it) then returns with the
-logits. Points are found by name (``points.scoped_outputs``)."""
+logits. Points are found by name (``points.point_tensors``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.diagnose.points import LOGITS, GraphNode, Point, scoped_outputs
+from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors
 from edgeres.errors import EdgeresError
+
+
+def locate(model, points: list[Point]) -> dict[str, str]:
+    """Point name -> its tensor's name in an ONNX model (the points found in it)."""
+    nodes = [GraphNode(n.name, tuple(n.input), tuple(n.output), n.op_type) for n in model.graph.node]
+    return point_tensors(nodes, {o.name for o in model.graph.output}, points)
 
 
 def _tapped(path: Path, points: list[Point]):
@@ -18,9 +24,8 @@ def _tapped(path: Path, points: list[Point]):
 
     model = onnx.load(str(path))
     graph = model.graph
-    nodes = [GraphNode(n.name, tuple(n.input), tuple(n.output)) for n in graph.node]
     outputs = {o.name for o in graph.output}
-    names = scoped_outputs(nodes, outputs, points)
+    names = locate(model, points)
     missing = [p.name for p in points if p.kind != "logits" and p.name not in names]
     if missing:
         raise EdgeresError(f"{path.name}: no ONNX nodes named after module(s) {', '.join(missing)}",

@@ -1,7 +1,7 @@
 """Intermediate tensors of an OpenVINO IR: each point's tensor is added to the read model as an output
 (``Model.add_outputs``) and the model is compiled for the CPU as bench runs it (f32 inference precision,
 LATENCY). Points are found by the operators' friendly names, which keep the ONNX node names the IR was
-converted from (``points.scoped_outputs``); an int8 IR's quantizer is a FakeQuantize named after the
+converted from (``points.point_tensors``); an int8 IR's quantizer is a FakeQuantize named after the
 DequantizeLinear it came from, in the same scope. For a device, the tapped model is saved as an IR of its
 own (weights as they were), which the runner there computes (``edgeres.runtimes.taps``)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.diagnose.points import LOGITS, GraphNode, Point, scoped_outputs
+from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors
 from edgeres.errors import EdgeresError
 
 
@@ -19,28 +19,34 @@ def _port(op, index: int) -> str:
     return f"{op.get_friendly_name()}:{index}"
 
 
-def _tapped(path: Path, points: list[Point]):
-    """The read model with every point's tensor as an extra output, and point -> output index."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(path))
+def locate(model, points: list[Point]) -> dict[str, object]:
+    """Point name -> the output port of its tensor in a read OpenVINO model (the points found in it)."""
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in ("Constant", "Parameter")]
     ports = {_port(op, i): op.output(i) for op in ops for i in range(op.get_output_size())}
     nodes = [GraphNode(op.get_friendly_name(),
                        tuple(_port(i.get_source_output().get_node(), i.get_source_output().get_index())
                              for i in op.inputs()),
-                       tuple(_port(op, i) for i in range(op.get_output_size()))) for op in ops]
+                       tuple(_port(op, i) for i in range(op.get_output_size())), op.get_type_name()) for op in ops]
     result_names = {r.get_friendly_name() for r in model.get_results()}
     results = {n for node in nodes if node.name in result_names for n in node.inputs}
-    names = scoped_outputs([n for n in nodes if n.name not in result_names], results, points)
-    missing = [p.name for p in points if p.kind != "logits" and p.name not in names]
+    found = point_tensors([n for n in nodes if n.name not in result_names], results, points)
+    return {point: ports[port] for point, port in found.items()}
+
+
+def _tapped(path: Path, points: list[Point]):
+    """The read model with every point's tensor as an extra output, and point -> output index."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    found = locate(model, points)
+    missing = [p.name for p in points if p.kind != "logits" and p.name not in found]
     if missing:
         raise EdgeresError(f"{path.name}: no OpenVINO operators named after module(s) {', '.join(missing)}",
                            hint="diagnose matches operators by the ONNX node names the IR was converted from; "
                                 "this file was not exported by edgeres from that model")
     first = len(model.outputs)
-    model.add_outputs([ports[names[p]] for p in names])
-    return model, {LOGITS: 0, **{point: first + i for i, point in enumerate(names)}}
+    model.add_outputs(list(found.values()))
+    return model, {LOGITS: 0, **{point: first + i for i, point in enumerate(found)}}
 
 
 def taps(path: Path, points: list[Point], x: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
