@@ -206,6 +206,27 @@ def test_clean_files_match_their_sources(diagnosed):
     assert q["fix"].get("float_layers", best["float_layers"]) == best["float_layers"]
 
 
+def test_reading_points_does_not_change_what_a_file_computes(diagnosed):
+    """A point read out of an int8 IR is read in a compiled model of its own (a FakeQuantize made an output
+    no longer fuses with its neighbours): the logits are the file's own, bit for bit, and a point's tensor is
+    the same whichever other points are read with it."""
+    import openvino as ov
+
+    from edgeres.diagnose import taps_openvino
+    from edgeres.diagnose.points import LOGITS
+
+    ws, exports, clean = diagnosed
+    points = _points(ws, clean.report)
+    path = exports["openvino"].file(exports["openvino"].manifest["file"])
+    x = np.random.default_rng(1).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    every = taps_openvino.taps(path, points, x)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_array_equal(every[LOGITS], compiled({0: x})[compiled.outputs[0]])
+    for point in (points[3], points[-2]):
+        np.testing.assert_array_equal(taps_openvino.taps(path, [point, points[-1]], x)[point.name], every[point.name])
+
+
 def test_placement_and_the_fallback_gate(diagnosed):
     """The QNN HTP (Qualcomm's emulator here) takes every convolution of the int8 ONNX file and leaves the
     classifier to the CPU (a Gemm with a float output, see export/qdq.py), which --max-fallback 0 catches."""

@@ -2,7 +2,9 @@
 (``Model.add_outputs``) and the model is compiled for the CPU as bench runs it (f32 inference precision,
 LATENCY). Points are found by the operators' friendly names, which keep the ONNX node names the IR was
 converted from (``points.point_tensors``); an int8 IR's quantizer is a FakeQuantize named after the
-DequantizeLinear it came from, in the same scope. For a device, the tapped model is saved as an IR of its
+DequantizeLinear it came from, in the same scope. In an int8 IR each point is read from a compiled model of
+its own (``runtimes.taps.openvino_tensors``: a FakeQuantize made an output stops fusing with its neighbours,
+which would change what the rest of the network computes). For a device, the tapped model is saved as an IR of its
 own (weights as they were), which the runner there computes (``edgeres.runtimes.taps``)."""
 
 from __future__ import annotations
