@@ -209,11 +209,12 @@ def test_clean_files_match_their_sources(diagnosed):
 def test_reading_points_does_not_change_what_a_file_computes(diagnosed):
     """A point read out of an int8 IR is read in a compiled model of its own (a FakeQuantize made an output
     no longer fuses with its neighbours): the logits are the file's own, bit for bit, and a point's tensor is
-    the same whichever other points are read with it."""
+    the same whichever other points are read with it. An ONNX file's logits are its own too."""
     import openvino as ov
 
-    from edgeres.diagnose import taps_openvino
+    from edgeres.diagnose import taps_onnx, taps_openvino
     from edgeres.diagnose.points import LOGITS
+    from edgeres.runtimes.onnxruntime_rt import OnnxRuntimeSession
 
     ws, exports, clean = diagnosed
     points = _points(ws, clean.report)
@@ -225,6 +226,9 @@ def test_reading_points_does_not_change_what_a_file_computes(diagnosed):
     np.testing.assert_array_equal(every[LOGITS], compiled({0: x})[compiled.outputs[0]])
     for point in (points[3], points[-2]):
         np.testing.assert_array_equal(taps_openvino.taps(path, [point, points[-1]], x)[point.name], every[point.name])
+    onnx_file = exports["onnx"].file(exports["onnx"].manifest["file"])  # ONNX: the logits from the file as it is
+    np.testing.assert_array_equal(taps_onnx.taps(onnx_file, points, x)[LOGITS],
+                                  OnnxRuntimeSession(onnx_file, threads=None).run(x))
 
 
 def test_placement_and_the_fallback_gate(diagnosed):
