@@ -102,7 +102,8 @@ def block_level(points: list[Point]) -> list[Point]:
 @torch.no_grad()
 def torch_taps(model: nn.Module, points: list[Point], x: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     """Each point's tensor for images ``x`` (NCHW float32), from forward hooks on the points' modules (a
-    convolution that feeds another: a pre-hook on that one, which reads its output after the ReLU)."""
+    convolution that feeds another: a pre-hook on that one, which reads its output after the ReLU). The model
+    has its batch norms folded (``quantize.fold``), as the files do: a convolution's output is then its own."""
     found: dict[str, list[np.ndarray]] = {p.name: [] for p in points}
 
     def keep(name: str, tensor: torch.Tensor) -> None:
