@@ -23,18 +23,12 @@ import workspace_args  # noqa: E402
 from results_file import write  # noqa: E402
 
 
-def _newest_int8(ws, fmt: str):
-    found = [a for a in ws.artifacts("export") if a.manifest["format"] == fmt and a.manifest["precision"] == "int8"]
-    return max(found, key=lambda a: a.manifest["created"], default=None)
-
-
 def _read(fmt: str, path: Path, points: list, x, threads: int, together: bool) -> dict:
     """The points' tensors with every one an output of one session (``together``) or each in a session of
     its own beside the logits."""
     import openvino as ov
 
     from edgeres.diagnose import taps_onnx, taps_openvino
-    from edgeres.diagnose.points import LOGITS
     from edgeres.runtimes.taps import _openvino_run, onnx_tensors
 
     if fmt == "onnx":
@@ -71,9 +65,7 @@ def main() -> None:
     index = {a.id: a for a in ws.artifacts()}
     files = []
     for fmt in ("onnx", "openvino"):
-        export = _newest_int8(ws, fmt)
-        if export is None:
-            continue
+        export = workspace_args.newest_exports(ws, fmt, ("int8",))["int8"]
         root = fp32_root(export, index)
         points = find_points(fold_batchnorm(load_fp32(root)))
         prep = Preprocessing.from_dict(root.manifest["preprocessing"])
@@ -99,8 +91,6 @@ def main() -> None:
             "rows": rows})
         print(f"{fmt} int8: logits with every point read {logits['sqnr_db']} dB from the file's own; largest "
               f"gap of a point {files[-1]['largest_gap_db']:.2f} dB", file=sys.stderr)
-    if not files:
-        sys.exit(f"no int8 ONNX or OpenVINO export in {args.workspace}")
     model = index[files[0]["artifact"]].manifest["model"]
     print(write("point_taps", {"model": model, "data": "test split of the workspace's dataset",
                                "input_size": prep.input_size, "threads": args.threads, "images": len(x),

@@ -32,14 +32,9 @@ def main() -> None:
     from edgeres.workspace import Workspace
 
     ws = Workspace(args.workspace)
-    newest = {}
-    for export in sorted(ws.artifacts("export"), key=lambda a: a.manifest["created"]):
-        if export.manifest["format"] == "tflite" and not export.manifest.get("edgetpu"):
-            newest[export.manifest["precision"]] = export
-    if not newest:
-        sys.exit(f"no TFLite export in {args.workspace}: run `edgeres export --target tflite` first")
+    newest = workspace_args.newest_exports(ws, "tflite")
     files = []
-    for precision, export in sorted(newest.items()):
+    for precision, export in newest.items():
         path = export.file(export.manifest["file"])
         x = np.zeros(Preprocessing.from_dict(export.manifest["preprocessing"]).input_shape(1), np.float32)
         entry = {"file": f"tflite {precision}", "artifact": export.id, "repeats": []}

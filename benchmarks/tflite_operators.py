@@ -37,15 +37,9 @@ def main() -> None:
 
     ws = Workspace(args.workspace)
     index = {a.id: a for a in ws.artifacts()}
-    newest = {}
-    for export in sorted(ws.artifacts("export"), key=lambda a: a.manifest["created"]):
-        m = export.manifest
-        if m["format"] == "tflite" and not m.get("edgetpu"):
-            newest[m["precision"]] = export
-    if not newest:
-        sys.exit(f"no TFLite export in {args.workspace}: run `edgeres export --target tflite` first")
+    newest = workspace_args.newest_exports(ws, "tflite")
     files = []
-    for precision, export in sorted(newest.items()):
+    for precision, export in newest.items():
         m = export.manifest
         path = export.file(m["file"])
         pre = Preprocessing.from_dict(m["preprocessing"])

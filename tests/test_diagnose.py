@@ -280,6 +280,11 @@ def test_the_report_names_the_slowest_operators(diagnosed, capsys):
     show_report(clean.report)
     text = capsys.readouterr().out
     assert "# SQNR (dB)" in text and "# keep-float trials" in text and "# time by block" in text
+    checks = text[text.index("# int8 checks"):text.index("# slowest operators")]  # one row per int8 file
+    for f in clean.report["latency"]["files"]:
+        if f["precision"] == "int8":
+            requant = f["requantize_ops"]
+            assert re.search(rf"^{f['format']} int8\t.*\t{requant['count']} \({requant['ms']:.3f}\)\t", checks, re.M)
     for f in clean.report["latency"]["files"]:
         assert list(f["by_block"]) == [*_blocks(clean.report), "(other)"]
     slow = text[text.index("# slowest operators"):]

@@ -153,6 +153,7 @@ def show_report(report: dict) -> None:
                 by_block.add_row(block, *[f"{f['by_block'][block]:.3f}" if block in f["by_block"] else "-"
                                           for f in timed])
             show(by_block)
+        _int8_checks(latency, {f["artifact"]: f for f in report["files"]})
         slow = [f for f in latency["files"] if f.get("slowest") and f.get("ops_p50_ms")]
         if slow:
             ops = table("file", "operator", "type", "ms per run", "share of the operators %",
@@ -162,3 +163,26 @@ def show_report(report: dict) -> None:
                     ops.add_row(f"{f['format']} {f['precision']}", Text(o["op"]), o["type"], f"{o['ms']:.3f}",
                                 f"{o['ms'] / f['ops_p50_ms'] * 100:.0f}")
             show(ops)
+
+
+def _int8_checks(latency: dict, files: dict[str, dict]) -> None:
+    """Why an int8 file is (not) faster than fp32: its speed beside the same format's fp32 file, compute
+    operators left in float, quantize / dequantize operators that run outside a fused kernel, layouts
+    converted at run time, and the CPU's int8 instructions."""
+    from edgeres.console import show, table
+
+    int8 = [f for f in latency["files"] if f["precision"] == "int8" and f.get("ops_p50_ms")]
+    if not int8:
+        return
+    cpu = latency.get("cpu") or {}
+    checks = table("file", "int8 over fp32", "float compute ops", "Q/DQ outside kernels (ms)",
+                   "layout conversions (ms)", title=f"int8 checks on {latency['device']}; CPU int8 instructions: "
+                                                    f"{', '.join(cpu.get('int8_instructions') or ['-'])}")
+    for f in int8:
+        fallback = files.get(f["artifact"], {}).get("fallback")
+        requant, layout = f.get("requantize_ops") or {}, f.get("layout_ops") or {}
+        checks.add_row(f"{f['format']} int8", f"{f['speedup_vs_fp32']:.2f}x" if f.get("speedup_vs_fp32") else "-",
+                       f"{fallback['float_ops']} of {fallback['compute_ops']}" if fallback else "-",
+                       f"{requant.get('count', 0)} ({requant.get('ms', 0):.3f})",
+                       f"{layout.get('count', 0)} ({layout.get('ms', 0):.3f})")
+    show(checks)
