@@ -26,21 +26,21 @@ def diagnose(
 ) -> None:
     """Which layer lost the accuracy, in which file, and what fixes it; which operator takes the time.
 
-    Every exported file is compared point by point (stem, every residual block, logits) with the torch model
-    it came from (int8 files: the quantize artifact's int8 model) on real test images: SQNR, cosine and max
-    |diff|, and the point where the error jumps. The int8 model's worst layers are re-quantized kept in float
-    to measure what that recovers. On the device (--device: here, over ssh, or emulated), each file is
+    Every exported file is compared point by point (stem, every convolution and residual block, logits) with
+    the torch model it came from (int8 files: the quantize artifact's int8 model) on real test images: SQNR,
+    cosine and max |diff|, and the point where the error jumps. The int8 model's worst layers are re-quantized
+    kept in float to measure what that recovers. On the device (--device: here, over ssh, or emulated), each file is
     profiled operator by operator by the device's runtime, and, off this host, its outputs and its tensors at
     every point are set against this host's. Saved as a diagnose artifact (diagnose.json, sqnr.png).
 
     --json: {"artifact", "path", "files": {"json", "png"}, "report"}, report being diagnose.json: "model",
     "root", "dataset", "images", "points", "files" (per file: "format", "precision", "reference", "layers"
-    [{"point", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
+    [{"point", "kind", "sqnr_db", "cosine", "max_abs_diff", "added_db", "sqnr_vs_fp32_db"}], "culprits", "min_sqnr_db",
     "top1", "agreement", "fallback", "placement", "on_device" ("kind", "images", "top1", "agreement_with_this_host",
     "agreement_with_reference", "layers": [{"point", "sqnr_db", ...}] against this host's tensors)),
     "quantization" ("layers", "culprits", "recovery", "fix"), "latency" ("device",
     "processor", "cpu", "files": "p50_ms", "ops_p50_ms", "coverage", "outside_ops", "by_type", "by_block",
-    "slowest"), "gates"."""
+    "slowest", "requantize_ops", "layout_ops", "speedup_vs_fp32"), "gates"."""
     from edgeres.console import emit_json, stdout_to_stderr
     from edgeres.diagnose.step import REPORT_FILES, DiagnoseRequest, run_diagnose
     from edgeres.errors import EdgeresError
