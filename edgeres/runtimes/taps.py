@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -86,18 +87,25 @@ def tflite_tensors(path: Path, outputs: dict[str, int], x: np.ndarray, threads: 
     return {point: np.concatenate(values) for point, values in parts.items()}
 
 
-def openvino_tensors(model, outputs: dict[str, int], x: np.ndarray, threads: int | None) -> dict:
+def reads_alone(model) -> bool:
+    """Whether ``openvino_tensors`` reads a read IR's outputs one compiled model at a time: an int8 IR."""
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def openvino_tensors(model, outputs: dict[str, int], x: np.ndarray, threads: int | None,
+                     done: Callable[[str], None] | None = None) -> dict:
     """Each point's tensor (float32) for images ``x``, from an IR (a path, or a read ``ov.Model``) whose
     outputs include them. In an int8 IR (one with FakeQuantize operators) each output is read from a compiled
     model of its own, with only the first output beside it: a FakeQuantize made an output is no longer fused
     with the operators around it, which changes what the rest of the network computes (on a ResNet-18 int8
     IR, reading all 28 points at once took its logits to 28.8 dB from the file's own, and moved its points'
-    SQNR against torch by up to 27.9 dB: ``benchmarks/point_taps.py``)."""
+    SQNR against torch by up to 27.9 dB: ``benchmarks/point_taps.py``). ``done(point)`` follows each one read
+    alone."""
     import openvino as ov
 
     core = ov.Core()
     read = core.read_model(str(model)) if isinstance(model, (str, Path)) else model
-    if not any(op.get_type_name() == "FakeQuantize" for op in read.get_ops()):
+    if not reads_alone(read):
         return _openvino_run(core, read, outputs, x, threads)
     found = {}
     for point, index in outputs.items():
@@ -106,6 +114,8 @@ def openvino_tensors(model, outputs: dict[str, int], x: np.ndarray, threads: int
             if i not in (0, int(index)):
                 alone.remove_result(result)
         found.update(_openvino_run(core, alone, {point: min(int(index), 1)}, x, threads))
+        if done:
+            done(point)
     return found
 
 
