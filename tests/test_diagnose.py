@@ -403,6 +403,39 @@ def test_gates_on_the_command_line(diagnosed):
     assert re.search(rf"^{re.escape(block.name)}\t-?[\d.]+ \*(\t|$)", bad.stdout, re.M)  # where the error jumps
 
 
+def test_a_file_whose_nodes_lost_the_module_names_is_one_clear_error(diagnosed):
+    """ONNX and OpenVINO points are found by torch's module names: a file whose nodes were renamed says so,
+    naming the points it lacks, and writes no report."""
+    import onnx
+    import openvino as ov
+
+    from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
+
+    ws, exports, clean = diagnosed
+
+    def rename_onnx(source, target):
+        model = onnx.load(str(source))
+        for i, node in enumerate(model.graph.node):
+            node.name = f"node{i}"
+        onnx.save(model, str(target))
+
+    def rename_openvino(source, target):
+        model = ov.Core().read_model(str(source))
+        for i, op in enumerate(model.get_ordered_ops()):
+            if op.get_type_name() not in ("Parameter", "Result"):
+                op.set_friendly_name(f"op{i}")
+        ov.save_model(model, str(target), compress_to_fp16=False)
+
+    first = ", ".join(clean.report["points"][:2])
+    reports = len(ws.artifacts("diagnose"))
+    for fmt, rename, nodes in [("onnx", rename_onnx, "ONNX nodes"), ("openvino", rename_openvino, "OpenVINO operators")]:
+        renamed = _copy_export(ws, exports[fmt], rename)
+        with pytest.raises(EdgeresError, match=rf"no {nodes} named after module\(s\) {re.escape(first)}, ") as caught:
+            run_diagnose(DiagnoseRequest(artifact=renamed.id, images=4), ws)
+        assert "not exported by edgeres from that model" in caught.value.hint
+    assert len(ws.artifacts("diagnose")) == reports
+
+
 def test_bad_input(diagnosed, tmp_path):
     from edgeres.diagnose.step import DiagnoseRequest, run_diagnose
     from edgeres.train import TrainConfig, TrainRequest, run_train

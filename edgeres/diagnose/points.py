@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeres.errors import EdgeresError
+
 LOGITS = "logits"
 BLOCK_LEVEL = ("stem", "block")  # the points that split a network into consecutive parts
 SHORTCUT_SCOPES = ("downsample", "shortcut")  # a block's child that holds its shortcut's layers
@@ -164,3 +166,13 @@ def point_tensors(nodes: list[GraphNode], graph_outputs: set[str], points: list[
         if leaving:
             found[p.name] = leaving[-1]
     return found
+
+
+def require_found(found: dict, points: list[Point], *, file: str, nodes: str) -> None:
+    """One clear error naming the points (the logits aside) that were not found in ``file``, whose ``nodes``
+    (its ONNX nodes, its OpenVINO operators) should carry torch's module names."""
+    missing = [p.name for p in points if p.kind != "logits" and p.name not in found]
+    if missing:
+        raise EdgeresError(f"{file}: no {nodes} named after module(s) {', '.join(missing)}",
+                           hint=f"diagnose finds its points by the module names torch's ONNX exporter gives the "
+                                f"{nodes}; this file was not exported by edgeres from that model")

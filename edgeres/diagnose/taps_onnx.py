@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors
-from edgeres.errors import EdgeresError
+from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors, require_found
 
 
 def locate(model, points: list[Point]) -> dict[str, str]:
@@ -26,11 +25,7 @@ def _tapped(path: Path, points: list[Point]):
     graph = model.graph
     outputs = {o.name for o in graph.output}
     names = locate(model, points)
-    missing = [p.name for p in points if p.kind != "logits" and p.name not in names]
-    if missing:
-        raise EdgeresError(f"{path.name}: no ONNX nodes named after module(s) {', '.join(missing)}",
-                           hint="diagnose matches ONNX nodes by the module names torch's exporter gives them; "
-                                "this file was not exported by edgeres from that model")
+    require_found(names, points, file=path.name, nodes="ONNX nodes")
     types = {v.name: v.type.tensor_type.elem_type
              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
     for point, tensor in names.items():

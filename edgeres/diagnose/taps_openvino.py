@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors
-from edgeres.errors import EdgeresError
+from edgeres.diagnose.points import LOGITS, GraphNode, Point, point_tensors, require_found
 
 
 def _port(op, index: int) -> str:
@@ -41,11 +40,7 @@ def _tapped(path: Path, points: list[Point]):
 
     model = ov.Core().read_model(str(path))
     found = locate(model, points)
-    missing = [p.name for p in points if p.kind != "logits" and p.name not in found]
-    if missing:
-        raise EdgeresError(f"{path.name}: no OpenVINO operators named after module(s) {', '.join(missing)}",
-                           hint="diagnose matches operators by the ONNX node names the IR was converted from; "
-                                "this file was not exported by edgeres from that model")
+    require_found(found, points, file=path.name, nodes="OpenVINO operators")
     first = len(model.outputs)
     model.add_outputs(list(found.values()))
     return model, {LOGITS: 0, **{point: first + i for i, point in enumerate(found)}}
