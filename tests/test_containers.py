@@ -88,6 +88,17 @@ def test_quantize_export_bench_need_no_data_again(imported):
                     "--eval-limit", "100", workspace=ws)
         assert b.returncode == 0, b.stderr
         assert "onnx" in b.stdout and "tflite" in b.stdout and "Traceback" not in b.stderr
+        d = run_cli("diagnose", "--images", "16", "--recover", "1", "--no-latency", "--json", workspace=ws)
+        assert d.returncode == 0, d.stderr
+        report = json.loads(d.stdout)["report"]
+        assert report["root"] == train["id"] and report["dataset"] == train["dataset"] and len(report["points"]) == 29
+        assert sorted(f["format"] for f in report["files"]) == ["onnx", "openvino", "tflite"]
+        for f in report["files"]:  # every point found in every file, each close to the torch int8 model
+            assert [r["point"] for r in f["layers"]] == report["points"], (kind, f["format"])
+            assert f["reference"].startswith("torch int8") and f["min_sqnr_db"] > 15 and f["agreement"] >= 90, \
+                (kind, f["format"], f["min_sqnr_db"], f["agreement"])
+        [trial] = report["quantization"]
+        assert [r["point"] for r in trial["recovery"]][:2] == ["(as quantized)", trial["culprits"][0]], kind
 
 
 def test_an_import_recipe_runs_on_an_image_folder(containers, public_checkpoint, tmp_path):
