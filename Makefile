@@ -22,8 +22,9 @@ demo: setup
 
 # One worker process (-n 1): a test whose process crashes (a segfault in a runtime's native library) runs once
 # more in a fresh worker; a test that fails is not rerun (--rerun-except . matches every failure).
+# --durations 15: the slowest tests, to keep the suite within CI's time.
 test: setup
-	$(BIN)/pytest -q -n 1 --reruns 1 --rerun-except .
+	$(BIN)/pytest -q -n 1 --reruns 1 --rerun-except . --durations 15
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache
