@@ -154,6 +154,9 @@ class QuantizeStep(_Strict):
     lr: float = Field(0.002, gt=0, le=10, description="QAT peak learning rate.")
     max_drop: Optional[float] = Field(None, ge=0, le=100, description="Accuracy budget in percentage points: keep "
                                       "the most sensitive layers in float until it holds.")
+    keep_float: list[str] = Field(default_factory=list, json_schema_extra={"flag": "--keep-float"},
+                                  description="A layer (Conv2d / Linear module name, repeatable) to keep in float, "
+                                  "as the fix of `edgeres diagnose` names it.")
     strict: bool = Field(False, description="Fail when the budget cannot be met.")
     analyze: bool = Field(False, description="Save and print per-layer sensitivity.")
     train_limit: Optional[int] = Field(None, ge=1, description="QAT on a subset of the training images.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +205,31 @@ def test_clean_files_match_their_sources(diagnosed):
     assert all(r["alone"] and r["point"] == block["point"] for r in alone)
     best = max(q["recovery"][1:], key=lambda r: (r["recovery_pp"], r["agreement_gain_pp"], -len(r["float_layers"])))
     assert q["fix"].get("float_layers", best["float_layers"]) == best["float_layers"]
+
+
+def test_the_fix_command_makes_the_model_its_trial_measured(diagnosed):
+    """The quantize command diagnose gives for a keep-float trial re-makes the quantize artifact with those
+    layers in float: the same val top-1 on the same val images. A layer the model lacks is one clear error."""
+    from edgeres.diagnose.step import VAL_IMAGES, _quantize_command
+
+    ws, exports, clean = diagnosed
+    q = clean.report["quantization"][0]
+    base, trial = q["recovery"][:2]
+    source = ws.resolve(exports["onnx"].manifest["parent"])
+    command = _quantize_command(source, [*base["float_layers"], *trial["float_layers"]]).split()
+    assert command[:5] == ["edgeres", "quantize", source.manifest["parent"], "--int8", "--calib-samples"]
+    before = len(ws.artifacts("quantize"))
+    made = run_cli(*command[1:], "--val-limit", str(VAL_IMAGES), "--eval-limit", "100", workspace=ws.root)
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads((Path(made.stdout.strip().splitlines()[-1]) / "manifest.json").read_text())
+    assert manifest["float_layers"] == trial["float_layers"] and q["val_images"] == VAL_IMAGES
+    # one image in 500 of slack: the CLI's process may sum in another thread order
+    assert manifest["metrics"]["int8"]["val_top1"] == pytest.approx(trial["top1"], abs=100 / VAL_IMAGES + 1e-9)
+    bad = run_cli(*command[1:4], "--keep-float", "layer9.conv1", workspace=ws.root)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--keep-float layer9.conv1: no such Conv2d or Linear layer" in bad.stderr
+    assert re.search(r"its layers: conv1, layer1\.0\.conv1, .*, linear \(\d+;", " ".join(bad.stderr.split()))
+    assert len(ws.artifacts("quantize")) == before + 1
 
 
 def test_reading_points_does_not_change_what_a_file_computes(diagnosed):

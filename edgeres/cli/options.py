@@ -109,7 +109,7 @@ def _help(field: FieldInfo) -> str:
     notes = [f"{''.join(lower)}x{''.join(upper)}"] if found else []
     if field.is_required():
         notes.append("required")
-    elif (value := default(field)) not in (None, False):
+    elif (value := default(field)) not in (None, False, []):
         notes.append(f"default {_shown(value)}")
     return f"{field.description or ''} ({'; '.join(notes)})" if notes else field.description or ""
 

@@ -2,7 +2,7 @@
 
 A point's blame is the noise that appeared since the previous point (``metrics.added_noise``). For the
 worst points of the quantization itself (the torch int8 model against FP32) the quantize step is re-run
-with that point's layers kept in float (NNCF's ignored scope, as ``quantize --max-drop`` does), on the
+with that point's layers kept in float (NNCF's ignored scope, as ``quantize --keep-float`` does), on the
 quantize artifact's own calibration images and settings, and the result is measured on validation images:
 top-1 and top-1 agreement with FP32, beside the int8 model's own. The point whose trial recovered most is
 then tried layer by layer (each of its convolutions alone in float), so the fix names the layer itself

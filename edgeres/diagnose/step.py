@@ -22,8 +22,8 @@ from edgeres.diagnose.points import LOGITS, Point, block_level, find_points, tor
 from edgeres.errors import EdgeresError
 from edgeres.export.formats import FORMATS, PRECISIONS
 from edgeres.preprocessing import Preprocessing
-from edgeres.recipe import DiagnoseOptions
-from edgeres.request import Request
+from edgeres.recipe import DiagnoseOptions, QuantizeStep
+from edgeres.request import Request, flag
 from edgeres.workspace import Artifact, Workspace
 
 VAL_IMAGES = 500  # validation images of each keep-float trial
@@ -271,12 +271,26 @@ def _quantization(models: _Models, source: Artifact, req: DiagnoseRequest) -> di
         result["fix"] = {
             "point": best["point"], "float_layers": best["float_layers"], "recovery_pp": best["recovery_pp"],
             "agreement_gain_pp": best["agreement_gain_pp"], "max_drop": budget,
-            "command": f"edgeres quantize {source.manifest['parent']} --int8 --max-drop {budget:g}",
+            "command": _quantize_command(source, [*trials[0]["float_layers"], *best["float_layers"]]),
             "text": (f"keeping {', '.join(best['float_layers'])} in float takes val top-1 from {base['top1']:.2f}% "
                      f"to {best['top1']:.2f}% ({best['recovery_pp']:+.2f} pp; agreement with FP32 "
                      f"{base['agreement']:.1f}% -> {best['agreement']:.1f}%)"),
         }
     return result
+
+
+def _quantize_command(source: Artifact, float_layers: list[str]) -> str:
+    """The command that makes ``source`` (a quantize artifact) again, with ``float_layers`` kept in float: the
+    model a keep-float trial measured, for PTQ."""
+    config = source.manifest["config"]
+    words = ["edgeres", "quantize", source.manifest["parent"], "--int8"]
+    for name in ("method", "calib_samples", "estimator", "bias_correction", "epochs", "lr", "train_limit"):
+        field = QuantizeStep.model_fields[name]
+        if config.get(name, field.default) != field.default:
+            words += [flag(name, field), str(config[name])]
+    for layer in dict.fromkeys(float_layers):
+        words += ["--keep-float", layer]
+    return " ".join(words)
 
 
 def gates(report: dict, req: DiagnoseRequest) -> list[str]:

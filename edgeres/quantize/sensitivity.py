@@ -44,14 +44,15 @@ class Evaluator:
 
 
 def analyze(float_model: nn.Module, calibration: torch.Tensor, evaluator: Evaluator, int8_top1: float,
-            estimator: str, bias_correction: str) -> list[dict]:
-    """One row per quantizable layer: val top-1 and logit SQNR with only that layer left in float."""
+            estimator: str, bias_correction: str, already_float: list[str] = ()) -> list[dict]:
+    """One row per quantizable layer: val top-1 and logit SQNR with that layer left in float (beside
+    ``already_float``, which get no row)."""
     rows = []
-    layers = engine.quantizable_layers(float_model)
+    layers = [layer for layer in engine.quantizable_layers(float_model) if layer not in already_float]
     with progress() as bar:
         task = bar.add_task("sensitivity", total=len(layers), status="")
         for layer in layers:
-            model = engine.ptq(float_model, calibration, estimator, bias_correction, [layer])
+            model = engine.ptq(float_model, calibration, estimator, bias_correction, [*already_float, layer])
             score = evaluator.score(model)
             rows.append({"layer": layer, "top1_with_layer_float": round(score["top1"], 3),
                          "recovery_pp": round(score["top1"] - int8_top1, 3), "sqnr_db": round(score["sqnr_db"], 2)})
@@ -61,14 +62,15 @@ def analyze(float_model: nn.Module, calibration: torch.Tensor, evaluator: Evalua
 
 def fit_budget(float_model: nn.Module, calibration: torch.Tensor, evaluator: Evaluator, fp32_top1: float,
                max_drop: float, sensitivity: list[dict], estimator: str, bias_correction: str,
-               max_float_layers: int | None = None) -> tuple[nn.Module, list[str], list[dict], bool]:
-    """Keep the most sensitive layers in float, one more at a time, until the val drop is within
-    ``max_drop`` pp. Returns (model, float layers, the search's trail, whether the budget was met);
+               max_float_layers: int | None = None,
+               already_float: list[str] = ()) -> tuple[nn.Module, list[str], list[dict], bool]:
+    """Keep the most sensitive layers in float (after ``already_float``), one more at a time, until the val drop
+    is within ``max_drop`` pp. Returns (model, float layers, the search's trail, whether the budget was met);
     when it cannot be met, the model with the smallest drop found."""
     limit = len(sensitivity) if max_float_layers is None else min(max_float_layers, len(sensitivity))
     trail: list[dict] = []
     best: tuple[float, nn.Module, list[str]] | None = None
-    kept: list[str] = []
+    kept: list[str] = list(already_float)
     for row in sensitivity[:limit]:
         kept = kept + [row["layer"]]
         model = engine.ptq(float_model, calibration, estimator, bias_correction, kept)

@@ -74,6 +74,16 @@ def _splits(req: QuantizeRequest, prep: Preprocessing, source: data.DataSource):
     return train_ds, calib_x, (val_x, val_y.numpy()), (test_x, test_y.numpy())
 
 
+def _check_layers(names: list[str], model: nn.Module, source: Artifact) -> None:
+    """One clear error for a ``--keep-float`` name that is not a quantizable layer of the model."""
+    layers = engine.quantizable_layers(model)
+    unknown = [name for name in names if name not in layers]
+    if unknown:
+        raise EdgeresError(f"--keep-float {', '.join(unknown)}: no such Conv2d or Linear layer in {source.id}",
+                           hint=f"its layers: {', '.join(layers[:4])}, ..., {layers[-1]} ({len(layers)}; "
+                                "`edgeres quantize --analyze` lists them all with their sensitivity)")
+
+
 def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     """Quantize to int8 (PTQ, optionally QAT and an accuracy budget) and save a ``quantize`` artifact."""
     from edgeres.train import TrainConfig, fit, load_fp32, set_threads
@@ -82,6 +92,8 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     set_threads()
     source = _source(req, ws)
     manifest = source.manifest
+    folded = fold_batchnorm(load_fp32(source))
+    _check_layers(req.keep_float, folded, source)
     prep = Preprocessing.from_dict(manifest["preprocessing"])
     images = data.source_of(manifest, dataset=req.dataset, data_dir=req.data_dir)
     dataset = images.dataset
@@ -89,7 +101,6 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     say(f"decisions on {len(val_y)} val images, reported on {len(test_y)} test images "
         f"({data.VALIDATIONS[images.validation]})")
 
-    folded = fold_batchnorm(load_fp32(source))
     fp32_test = logits_of(folded, test_x)
     evaluator = Evaluator(val_x, val_y, logits_of(folded, val_x))
     fp32 = {"test_top1": top1(fp32_test, test_y), "val_top1": top1(evaluator.reference, val_y)}
@@ -97,17 +108,18 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
     say(f"PTQ int8: {len(calib_x)} calibration images, estimator {req.estimator}, bias correction "
         f"{req.bias_correction}")
     start = time.perf_counter()
-    model = engine.ptq(folded, calib_x, req.estimator, req.bias_correction)
+    model = engine.ptq(folded, calib_x, req.estimator, req.bias_correction, req.keep_float)
     ptq_seconds = time.perf_counter() - start
     ptq_val = evaluator.score(model)["top1"]
     report: dict = {"ptq_seconds": round(ptq_seconds, 2), "ptq_val_top1": round(ptq_val, 3)}
 
     sensitivity: list[dict] | None = None
-    float_layers: list[str] = []
+    float_layers: list[str] = list(req.keep_float)
     over_budget = req.max_drop is not None and fp32["val_top1"] - ptq_val > req.max_drop
     if req.analyze or over_budget:
         start = time.perf_counter()
-        sensitivity = analyze(folded, calib_x, evaluator, ptq_val, req.estimator, req.bias_correction)
+        sensitivity = analyze(folded, calib_x, evaluator, ptq_val, req.estimator, req.bias_correction,
+                              already_float=req.keep_float)
         report["analysis_seconds"] = round(time.perf_counter() - start, 1)
     budget_met = True
     if over_budget:
@@ -115,7 +127,7 @@ def run_quantize(req: QuantizeRequest, ws: Workspace) -> Artifact:
             f"keeping the most sensitive layers in float")
         model, float_layers, trail, budget_met = fit_budget(folded, calib_x, evaluator, fp32["val_top1"],
                                                             req.max_drop, sensitivity or [], req.estimator,
-                                                            req.bias_correction)
+                                                            req.bias_correction, already_float=req.keep_float)
         report["budget_search"] = trail
 
     if req.qat:
