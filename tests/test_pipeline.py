@@ -68,9 +68,10 @@ _TRAINED: dict[tuple[str, str], Path] = {}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
-def test_every_shipped_recipe_runs_end_to_end(recipe, containers, public_checkpoint, tmp_path):
+def test_every_shipped_recipe_runs_end_to_end(recipe, containers, public_checkpoint, tmp_path, tmp_path_factory):
     """A shipped recipe that cannot run is a defect: each one runs, shrunk by --set, not edited. A recipe
-    that trains what an earlier one trained reuses that training (another recipe's record, same key)."""
+    that trains what an earlier one trained reuses that training (another recipe's record, same key), kept
+    for the session (a passing test's tmp_path goes when it ends)."""
     import shutil
 
     ws = tmp_path / "ws"
@@ -86,7 +87,9 @@ def test_every_shipped_recipe_runs_end_to_end(recipe, containers, public_checkpo
     if seed is not None:
         assert "train: unchanged, skipped" in result.stderr, result.stderr[-2000:]
     elif trains:
-        _TRAINED[trains] = ws
+        _TRAINED[trains] = tmp_path_factory.mktemp("trained")
+        for path in [ws / ".pipeline", *ws.glob("train-*")]:
+            shutil.copytree(path, _TRAINED[trains] / path.name)
     kinds = [json.loads((p / "manifest.json").read_text())["kind"] for p in ws.iterdir() if not p.name.startswith(".")]
     assert set(kinds) == ({"train"} | set(doc["steps"])), kinds
     exports = len(doc["steps"]["export"]["targets"]) * len(doc["steps"]["export"]["precisions"])
