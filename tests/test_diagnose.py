@@ -454,7 +454,8 @@ def test_a_file_whose_nodes_lost_the_module_names_is_one_clear_error(diagnosed):
 
     first = ", ".join(clean.report["points"][:2])
     reports = len(ws.artifacts("diagnose"))
-    for fmt, rename, nodes in [("onnx", rename_onnx, "ONNX nodes"), ("openvino", rename_openvino, "OpenVINO operators")]:
+    for fmt, rename, nodes in [("onnx", rename_onnx, "ONNX nodes"),
+                               ("openvino", rename_openvino, "OpenVINO operators")]:
         renamed = _copy_export(ws, exports[fmt], rename)
         with pytest.raises(EdgeresError, match=rf"no {nodes} named after module\(s\) {re.escape(first)}, ") as caught:
             run_diagnose(DiagnoseRequest(artifact=renamed.id, images=4), ws)

@@ -78,9 +78,12 @@ def test_every_shipped_recipe_runs_end_to_end(recipe, containers, public_checkpo
     doc = yaml.safe_load(recipe.read_text())
     trains = (doc["model"], doc.get("dataset", "fashion-mnist")) if "train" in doc["steps"] else None
     seed = _TRAINED.get(trains) if trains else None
+    def copy_training(source: Path, target: Path) -> None:
+        for path in [source / ".pipeline", *source.glob("train-*")]:
+            shutil.copytree(path, target / path.name)
+
     if seed is not None:
-        for path in [seed / ".pipeline", *seed.glob("train-*")]:
-            shutil.copytree(path, ws / path.name)
+        copy_training(seed, ws)
     # a whole road: on a 2-core AVX2 machine ResNet-50's shrunk training alone takes many minutes
     result = run_cli("run", str(recipe), *_shrunk(recipe, containers, public_checkpoint), workspace=ws, timeout=2400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -88,8 +91,7 @@ def test_every_shipped_recipe_runs_end_to_end(recipe, containers, public_checkpo
         assert "train: unchanged, skipped" in result.stderr, result.stderr[-2000:]
     elif trains:
         _TRAINED[trains] = tmp_path_factory.mktemp("trained")
-        for path in [ws / ".pipeline", *ws.glob("train-*")]:
-            shutil.copytree(path, _TRAINED[trains] / path.name)
+        copy_training(ws, _TRAINED[trains])
     kinds = [json.loads((p / "manifest.json").read_text())["kind"] for p in ws.iterdir() if not p.name.startswith(".")]
     assert set(kinds) == ({"train"} | set(doc["steps"])), kinds
     exports = len(doc["steps"]["export"]["targets"]) * len(doc["steps"]["export"]["precisions"])
